@@ -1,0 +1,232 @@
+//! Bearer authentication: users carry short-lived JWT access tokens issued
+//! by the user service; media nodes carry a shared node token.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::ApiError;
+
+/// How long an access token is valid.
+pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// Clock skew tolerated between the issuing and the verifying service.
+const LEEWAY_SECS: u64 = 30;
+
+/// Shortest accepted signing secret: HS256 wants at least its output size.
+const MIN_SECRET_BYTES: usize = 32;
+
+/// The token signing secret is shorter than 32 bytes.
+#[derive(Debug, thiserror::Error)]
+#[error("token secret must be at least 32 bytes")]
+pub struct WeakSecret;
+
+/// Claims of an access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// The user id.
+    pub sub: String,
+    /// Issued at, seconds since the epoch.
+    pub iat: u64,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// Token type; always `access` (refresh tokens are opaque, not JWTs).
+    pub typ: String,
+}
+
+/// Keys to sign and verify access tokens (HMAC-SHA256; the algorithm is
+/// pinned, a token claiming any other is refused).
+#[derive(Clone)]
+pub struct TokenKeys {
+    inner: Arc<Keys>,
+}
+
+struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl TokenKeys {
+    /// Keys from a shared secret of at least 32 bytes.
+    pub fn from_secret(secret: &[u8]) -> Result<Self, WeakSecret> {
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(WeakSecret);
+        }
+        let (Ok(encoding), Ok(decoding)) = (
+            EncodingKey::from_secret(secret),
+            DecodingKey::from_secret(secret),
+        ) else {
+            return Err(WeakSecret);
+        };
+        Ok(Self {
+            inner: Arc::new(Keys { encoding, decoding }),
+        })
+    }
+
+    /// Signs a new access token for `user_id`.
+    pub fn issue(&self, user_id: &str) -> Result<String, ApiError> {
+        let now = unix_now();
+        let claims = AccessClaims {
+            sub: user_id.to_owned(),
+            iat: now,
+            exp: now + ACCESS_TOKEN_TTL.as_secs(),
+            typ: "access".to_owned(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.inner.encoding)
+            .map_err(|err| ApiError::internal(format!("signing token: {err}")))
+    }
+
+    /// Verifies an access token and returns its claims.
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, ApiError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = LEEWAY_SECS;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.inner.decoding, &validation)
+            .map_err(|err| match err.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    ApiError::unauthorized("access token expired")
+                }
+                _ => ApiError::unauthorized("invalid access token"),
+            })?;
+        if data.claims.typ != "access" {
+            return Err(ApiError::unauthorized("not an access token"));
+        }
+        Ok(data.claims)
+    }
+}
+
+/// The authenticated user of a request.
+#[derive(Debug, Clone)]
+pub struct UserAuth {
+    /// The user id.
+    pub user_id: String,
+}
+
+impl<S> FromRequestParts<S> for UserAuth
+where
+    TokenKeys: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or_else(|| ApiError::unauthorized("bearer token required"))?;
+        let claims = TokenKeys::from_ref(state).verify(token)?;
+        Ok(UserAuth {
+            user_id: claims.sub,
+        })
+    }
+}
+
+/// The shared secret media nodes present to the control plane and the
+/// control plane presents to origins.
+#[derive(Clone)]
+pub struct NodeToken(Arc<str>);
+
+impl NodeToken {
+    /// Wraps the configured token.
+    pub fn new(token: &str) -> Self {
+        Self(token.into())
+    }
+
+    /// The token, for outgoing requests.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time comparison with a presented token.
+    pub fn accepts(&self, presented: &str) -> bool {
+        self.0.as_bytes().ct_eq(presented.as_bytes()).into()
+    }
+}
+
+/// Proof that a request came from a media node holding the node token.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeAuth;
+
+impl<S> FromRequestParts<S> for NodeAuth
+where
+    NodeToken: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or_else(|| ApiError::unauthorized("node token required"))?;
+        if NodeToken::from_ref(state).accepts(token) {
+            Ok(NodeAuth)
+        } else {
+            Err(ApiError::unauthorized("invalid node token"))
+        }
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_token_verifies() {
+        let keys = TokenKeys::from_secret(b"0123456789abcdef0123456789abcdef").unwrap();
+        let token = keys.issue("u_1").unwrap();
+        assert_eq!(keys.verify(&token).unwrap().sub, "u_1");
+    }
+
+    #[test]
+    fn token_from_other_key_is_refused() {
+        let keys = TokenKeys::from_secret(b"0123456789abcdef0123456789abcdef").unwrap();
+        let other = TokenKeys::from_secret(b"another secret, also 32 bytes!!!").unwrap();
+        let token = other.issue("u_1").unwrap();
+        assert_eq!(keys.verify(&token).unwrap_err().code, "unauthorized");
+    }
+
+    #[test]
+    fn expired_token_is_refused() {
+        let keys = TokenKeys::from_secret(b"0123456789abcdef0123456789abcdef").unwrap();
+        let claims = AccessClaims {
+            sub: "u_1".into(),
+            iat: 1,
+            exp: unix_now() - LEEWAY_SECS - 5,
+            typ: "access".into(),
+        };
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.inner.encoding)
+                .unwrap();
+        assert!(keys.verify(&token).unwrap_err().message.contains("expired"));
+    }
+
+    #[test]
+    fn unsigned_token_is_refused() {
+        let keys = TokenKeys::from_secret(b"0123456789abcdef0123456789abcdef").unwrap();
+        // {"alg":"none"} header with valid-looking claims and no signature.
+        let token = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1XzEiLCJpYXQiOjEsImV4cCI6OTk5OTk5OTk5OSwidHlwIjoiYWNjZXNzIn0.";
+        assert!(keys.verify(token).is_err());
+    }
+
+    #[test]
+    fn node_token_compares_exactly() {
+        let token = NodeToken::new("secret-token");
+        assert!(token.accepts("secret-token"));
+        assert!(!token.accepts("secret-toke"));
+        assert!(!token.accepts(""));
+    }
+}

@@ -1,0 +1,16 @@
+//! What every BuildStream control-plane service is built from: the HTTP error
+//! type, bearer-token authentication of users and nodes, identifiers, secrets
+//! and the embedded SQLite storage.
+
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod error;
+pub mod id;
+pub mod json;
+pub mod secret;
+pub mod storage;
+
+pub use auth::{AccessClaims, NodeAuth, NodeToken, TokenKeys, UserAuth, WeakSecret};
+pub use error::ApiError;
+pub use json::ApiJson;
