@@ -78,8 +78,12 @@ impl TokenKeys {
             exp: now + ACCESS_TOKEN_TTL.as_secs(),
             typ: "access".to_owned(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.inner.encoding)
-            .map_err(|err| ApiError::internal(format!("signing token: {err}")))
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.inner.encoding,
+        )
+        .map_err(|err| ApiError::internal(format!("signing token: {err}")))
     }
 
     /// Verifies an access token and returns its claims.
@@ -89,11 +93,11 @@ impl TokenKeys {
         validation.set_required_spec_claims(&["exp", "sub"]);
         let data = jsonwebtoken::decode::<AccessClaims>(token, &self.inner.decoding, &validation)
             .map_err(|err| match err.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                    ApiError::unauthorized("access token expired")
-                }
-                _ => ApiError::unauthorized("invalid access token"),
-            })?;
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                ApiError::unauthorized("access token expired")
+            }
+            _ => ApiError::unauthorized("invalid access token"),
+        })?;
         if data.claims.typ != "access" {
             return Err(ApiError::unauthorized("not an access token"));
         }
@@ -208,9 +212,12 @@ mod tests {
             exp: unix_now() - LEEWAY_SECS - 5,
             typ: "access".into(),
         };
-        let token =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.inner.encoding)
-                .unwrap();
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &keys.inner.encoding,
+        )
+        .unwrap();
         assert!(keys.verify(&token).unwrap_err().message.contains("expired"));
     }
 

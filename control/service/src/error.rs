@@ -41,7 +41,11 @@ impl ApiError {
 
     /// 404: the thing does not exist, or belongs to someone else.
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     /// 409: the request conflicts with current state.

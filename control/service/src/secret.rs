@@ -22,7 +22,10 @@ pub fn digest(secret: &str) -> String {
 /// Whether `secret` matches a stored digest, compared in constant time so
 /// the comparison leaks nothing about how much of it matched.
 pub fn matches(secret: &str, stored_digest: &str) -> bool {
-    digest(secret).as_bytes().ct_eq(stored_digest.as_bytes()).into()
+    digest(secret)
+        .as_bytes()
+        .ct_eq(stored_digest.as_bytes())
+        .into()
 }
 
 /// A short, non-reversible tag for logs: enough to tell two keys apart,

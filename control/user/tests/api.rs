@@ -1,0 +1,190 @@
+//! The user service's HTTP API, called through its router.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use buildstream_service::storage::open_sqlite_memory;
+use buildstream_service::TokenKeys;
+use buildstream_user::UserService;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+async fn app() -> Router {
+    let pool = open_sqlite_memory().await.unwrap();
+    let keys = TokenKeys::from_secret(&[7u8; 32]).unwrap();
+    UserService::new(pool, keys).await.unwrap().router()
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    body: Value,
+    token: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, value)
+}
+
+async fn register_and_sign_in(app: &Router) -> Value {
+    let (status, _) = call(
+        app,
+        "POST",
+        "/api/v1/users",
+        json!({"email": "Host@example.com", "password": "hunter2hunter2", "display_name": "Host"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, tokens) = call(
+        app,
+        "POST",
+        "/api/v1/sessions",
+        json!({"email": "host@example.com", "password": "hunter2hunter2"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    tokens
+}
+
+#[tokio::test]
+async fn register_sign_in_and_read_profile() {
+    let app = app().await;
+    let tokens = register_and_sign_in(&app).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let (status, me) = call(&app, "GET", "/api/v1/users/me", Value::Null, Some(access)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["display_name"], "Host");
+    assert!(me.get("password_hash").is_none());
+}
+
+#[tokio::test]
+async fn duplicate_email_and_bad_input_are_refused() {
+    let app = app().await;
+    register_and_sign_in(&app).await;
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/v1/users",
+        json!({"email": "HOST@example.com", "password": "another password", "display_name": "X"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["code"], "email_taken");
+
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/v1/users",
+        json!({"email": "nobody", "password": "long enough", "display_name": "X"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_email");
+
+    let request = Request::builder()
+        .method("POST")
+        .uri("/api/v1/users")
+        .header("content-type", "application/json")
+        .body(Body::from("{\"email\": "))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_email_look_the_same() {
+    let app = app().await;
+    register_and_sign_in(&app).await;
+    let (s1, b1) = call(
+        &app,
+        "POST",
+        "/api/v1/sessions",
+        json!({"email": "host@example.com", "password": "wrong password"}),
+        None,
+    )
+    .await;
+    let (s2, b2) = call(
+        &app,
+        "POST",
+        "/api/v1/sessions",
+        json!({"email": "ghost@example.com", "password": "wrong password"}),
+        None,
+    )
+    .await;
+    assert_eq!(s1, StatusCode::UNAUTHORIZED);
+    assert_eq!((s1, b1), (s2, b2));
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_replay_revokes_family() {
+    let app = app().await;
+    let tokens = register_and_sign_in(&app).await;
+    let first = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let (status, next) = call(
+        &app,
+        "POST",
+        "/api/v1/sessions/refresh",
+        json!({"refresh_token": first}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let second = next["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(first, second);
+
+    // Replaying the first token revokes the family, so the second dies too.
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/api/v1/sessions/refresh",
+        json!({"refresh_token": first}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/api/v1/sessions/refresh",
+        json!({"refresh_token": second}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn profile_needs_a_valid_token() {
+    let app = app().await;
+    let (status, body) = call(&app, "GET", "/api/v1/users/me", Value::Null, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let (status, _) = call(
+        &app,
+        "GET",
+        "/api/v1/users/me",
+        Value::Null,
+        Some("not.a.jwt"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
