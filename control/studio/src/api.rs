@@ -1,0 +1,775 @@
+//! HTTP handlers of the studio service.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use buildstream_service::{secret, ApiError, ApiJson, NodeAuth, UserAuth};
+use serde::{Deserialize, Serialize};
+
+use crate::nodes::{NodeInfo, Role};
+use crate::origin::{self, DestinationStatus};
+use crate::scene::Scene;
+use crate::store::{now_rfc3339, BroadcastRow, DestinationRow, SourceRow, StudioRow};
+use crate::StudioService;
+
+/// Prefix of every stream key, so a key pasted somewhere is recognisable.
+const STREAM_KEY_PREFIX: &str = "live_";
+
+pub fn routes() -> Router<StudioService> {
+    Router::new()
+        .route("/api/v1/studios", post(create_studio).get(list_studios))
+        .route(
+            "/api/v1/studios/{id}",
+            get(read_studio).patch(update_studio).delete(delete_studio),
+        )
+        .route(
+            "/api/v1/studios/{id}/sources",
+            post(create_source).get(list_sources),
+        )
+        .route(
+            "/api/v1/studios/{id}/sources/{source}",
+            delete(delete_source),
+        )
+        .route(
+            "/api/v1/studios/{id}/sources/{source}/key",
+            post(rotate_source_key),
+        )
+        .route(
+            "/api/v1/studios/{id}/destinations",
+            post(create_destination).get(list_destinations),
+        )
+        .route(
+            "/api/v1/studios/{id}/destinations/{dest}",
+            delete(delete_destination),
+        )
+        .route("/api/v1/studios/{id}/scene", put(put_scene).get(read_scene))
+        .route(
+            "/api/v1/studios/{id}/broadcast",
+            post(start_broadcast)
+                .get(read_broadcast)
+                .delete(stop_broadcast),
+        )
+        .route("/internal/v1/ingest/authorize", post(authorize_ingest))
+        .route("/internal/v1/nodes/{id}", put(node_heartbeat))
+        .route("/internal/v1/nodes", get(list_nodes))
+}
+
+// ---- studios ----------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Output {
+    width: u32,
+    height: u32,
+    fps: u32,
+}
+
+impl Default for Output {
+    fn default() -> Self {
+        Self {
+            width: 1280,
+            height: 720,
+            fps: 30,
+        }
+    }
+}
+
+impl Output {
+    fn validate(self) -> Result<Self, ApiError> {
+        let size_ok = matches!((self.width, self.height), (1280, 720) | (1920, 1080));
+        if !size_ok || !(24..=60).contains(&self.fps) {
+            return Err(ApiError::invalid(
+                "invalid_output",
+                "output must be 1280x720 or 1920x1080 at 24-60 fps",
+            ));
+        }
+        Ok(self)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateStudio {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    output: Option<Output>,
+}
+
+#[derive(Debug, Deserialize)]
+struct UpdateStudio {
+    name: Option<String>,
+    description: Option<String>,
+    output: Option<Output>,
+}
+
+#[derive(Debug, Serialize)]
+struct StudioView {
+    id: String,
+    name: String,
+    description: String,
+    output: Output,
+    scene: Scene,
+    live: bool,
+    created_at: String,
+    updated_at: String,
+}
+
+fn studio_view(row: StudioRow, live: bool) -> StudioView {
+    StudioView {
+        scene: row.scene(),
+        output: Output {
+            width: row.output_width as u32,
+            height: row.output_height as u32,
+            fps: row.output_fps as u32,
+        },
+        id: row.id,
+        name: row.name,
+        description: row.description,
+        live,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+fn check_name(field: &str, name: &str, max: usize) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > max {
+        return Err(ApiError::invalid(
+            "invalid_name",
+            format!("{field} must be 1-{max} characters"),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_description(description: &str) -> Result<String, ApiError> {
+    if description.chars().count() > 2000 {
+        return Err(ApiError::invalid(
+            "invalid_description",
+            "description is at most 2000 characters",
+        ));
+    }
+    Ok(description.trim().to_owned())
+}
+
+async fn create_studio(
+    State(service): State<StudioService>,
+    auth: UserAuth,
+    ApiJson(body): ApiJson<CreateStudio>,
+) -> Result<(StatusCode, Json<StudioView>), ApiError> {
+    let output = body.output.unwrap_or_default().validate()?;
+    let now = now_rfc3339();
+    let row = StudioRow {
+        id: buildstream_service::id::random("st_"),
+        owner_id: auth.user_id,
+        name: check_name("name", &body.name, 120)?,
+        description: check_description(&body.description)?,
+        output_width: output.width.into(),
+        output_height: output.height.into(),
+        output_fps: output.fps.into(),
+        scene: serde_json::to_string(&Scene::default())
+            .map_err(|err| ApiError::internal(err.to_string()))?,
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    service.store.insert_studio(&row).await?;
+    tracing::info!(studio = %row.id, "studio created");
+    Ok((StatusCode::CREATED, Json(studio_view(row, false))))
+}
+
+#[derive(Debug, Deserialize)]
+struct StudioFilter {
+    q: Option<String>,
+}
+
+async fn list_studios(
+    State(service): State<StudioService>,
+    auth: UserAuth,
+    Query(filter): Query<StudioFilter>,
+) -> Result<Json<Vec<StudioView>>, ApiError> {
+    let needle = filter.q.map(|q| q.to_lowercase());
+    let mut views = Vec::new();
+    for row in service.store.studios_of(&auth.user_id).await? {
+        if needle
+            .as_ref()
+            .is_some_and(|q| !row.name.to_lowercase().contains(q))
+        {
+            continue;
+        }
+        let live = service.store.broadcast(&row.id).await?.is_some();
+        views.push(studio_view(row, live));
+    }
+    Ok(Json(views))
+}
+
+async fn read_studio(
+    State(service): State<StudioService>,
+    auth: UserAuth,
+    Path(id): Path<String>,
+) -> Result<Json<StudioView>, ApiError> {
+    let row = service.store.owned_studio(&auth.user_id, &id).await?;
+    let live = service.store.broadcast(&id).await?.is_some();
+    Ok(Json(studio_view(row, live)))
+}
+
+async fn update_studio(
+    State(service): State<StudioService>,
+    auth: UserAuth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateStudio>,
+) -> Result<Json<StudioView>, ApiError> {
+    let mut row = service.store.owned_studio(&auth.user_id, &id).await?;
+    let live = service.store.broadcast(&id).await?.is_some();
+    if let Some(name) = body.name {
+        row.name = check_name("name", &name, 120)?;
+    }
+    if let Some(description) = body.description {
+        row.description = check_description(&description)?;
+    }
+    if let Some(output) = body.output {
+        let output = output.validate()?;
+        if live {
+            return Err(ApiError::conflict(
+                "broadcast_live",
+                "the output profile cannot change while live",
+            ));
+        }
+        row.output_width = output.width.into();
+        row.output_height = output.height.into();
+        row.output_fps = output.fps.into();
+    }
+    service.store.update_studio(&row).await?;
+    let row = service.store.owned_studio(&auth.user_id, &id).await?;
+    Ok(Json(studio_view(row, live)))
+}
+
+async fn delete_studio(
+    State(service): State<StudioService>,
+    auth: UserAuth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    service.store.owned_studio(&auth.user_id, &id).await?;
+    if let Some(broadcast) = service.store.broadcast(&id).await? {
+        service.origins.stop(&broadcast.origin_url, &id).await?;
+    }
+    service.store.delete_studio(&id).await?;
+    tracing::info!(studio = %id, "studio deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- sources ----------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct CreateSource {
+    kind: String,
+    name: String,
+}
+
+#[derive(Debug, Serialize)]
+struct SourceView {
+    id: String,
+    kind: String,
+    name: String,
+    /// The encoder's "server" setting.
+    ingest_url: String,
+    /// Shown only when created or rotated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_key: Option<String>,
+    /// `ingest_url/stream_key`, for encoders that take one URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publish_url: Option<String>,
+    created_at: String,
+}
+
+impl StudioService {
+    /// Where encoders should publish: the first live edge's ingest URL,
+    /// else the configured default.
+    // TODO: pick the edge nearest to the caller (geo-aware discovery); today
+    // every source gets the same edge.
+    fn ingest_url(&self) -> String {
+        self.nodes
+            .live(Role::Edge)
+            .into_iter()
+            .map(|edge| edge.ingest_url)
+            .find(|url| !url.is_empty())
+            .unwrap_or_else(|| self.settings.default_ingest_url.clone())
+    }
+}
+
+fn source_view(service: &StudioService, row: SourceRow, key: Option<String>) -> SourceView {
+    let ingest_url = service.ingest_url();
+    SourceView {
+        publish_url: key
+            .as_ref()
+            .map(|key| format!("{}/{key}", ingest_url.trim_end_matches('/'))),
+        stream_key: key,
+        ingest_url,
+        id: row.id,
+        kind: row.kind,
+        name: row.name,
+        created_at: row.created_at,
+    }
+}
+
+async fn create_source(
+    State(service): State<StudioService>,
+    auth: UserAuth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CreateSource>,
+) -> Result<(StatusCode, Json<SourceView>), ApiError> {
+    service.store.owned_studio(&auth.user_id, &id).await?;
+    if body.kind != "rtmp" {
+        return Err(ApiError::invalid(
+            "unsupported_source_kind",
+            "kind must be \"rtmp\"",
+        ));
+    }
+    let row = SourceRow {
+        id: buildstream_service::id::random("src_"),
+        studio_id: id,
+        kind: body.kind,
+        name: check_name("name", &body.name, 64)?,
+        created_at: now_rfc3339(),
+    };
+    let key = secret::generate(STREAM_KEY_PREFIX);
+    service
+        .store
+        .insert_source(&row, &secret::digest(&key))
+        .await?;
+    tracing::info!(studio = %row.studio_id, source = %row.id, "source created");
+    Ok((
+        StatusCode::CREATED,
+        Json(source_view(&service, row, Some(key))),
+    ))
+}
+
+async fn list_sources(
+    State(service): State<StudioService>,
+    auth: UserAuth,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<SourceView>>, ApiError> {
+    service.store.owned_studio(&auth.user_id, &id).await?;
+    let rows = service.store.sources_of(&id).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|row| source_view(&service, row, None))
+            .collect(),
+    ))
+}
+
+async fn rotate_source_key(
+    State(service): State<StudioService>,
+    auth: UserAuth,
+    Path((id, source)): Path<(String, String)>,
+) -> Result<Json<SourceView>, ApiError> {
+    service.store.owned_studio(&auth.user_id, &id).await?;
+    let key = secret::generate(STREAM_KEY_PREFIX);
+    if !service
+        .store
+        .set_source_key(&id, &source, &secret::digest(&key))
+        .await?
+    {
+        return Err(ApiError::not_found("source"));
+    }
+    let row = service
+        .store
+        .sources_of(&id)
+        .await?
+        .into_iter()
+        .find(|row| row.id == source)
+        .ok_or_else(|| ApiError::not_found("source"))?;
+    Ok(Json(source_view(&service, row, Some(key))))
+}
+
+async fn delete_source(
+    State(service): State<StudioService>,
+    auth: UserAuth,
+    Path((id, source)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let mut studio = service.store.owned_studio(&auth.user_id, &id).await?;
+    if !service.store.delete_source(&id, &source).await? {
+        return Err(ApiError::not_found("source"));
+    }
+    // A deleted source leaves the stage too.
+    let mut scene = studio.scene();
+    if scene.on_stage.contains(&source) {
+        scene.on_stage.retain(|s| s != &source);
+        studio.scene =
+            serde_json::to_string(&scene).map_err(|err| ApiError::internal(err.to_string()))?;
+        service.store.update_studio(&studio).await?;
+        push_scene(&service, &studio).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- destinations -----------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct CreateDestination {
+    platform: String,
+    #[serde(default)]
+    url: String,
+    stream_key: String,
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Debug, Serialize)]
+struct DestinationView {
+    id: String,
+    platform: String,
+    name: String,
+    url: String,
+    /// The last four characters of the key, to tell keys apart.
+    stream_key_hint: String,
+    created_at: String,
+}
+
+fn destination_view(row: DestinationRow) -> DestinationView {
+    let chars: Vec<char> = row.stream_key.chars().collect();
+    let tail: String = chars[chars.len().saturating_sub(4)..].iter().collect();
+    DestinationView {
+        id: row.id,
+        platform: row.platform,
+        name: row.name,
+        url: row.url,
+        stream_key_hint: format!("…{tail}"),
+        created_at: row.created_at,
+    }
+}
+
+fn check_destination_url(platform: &str, url: &str) -> Result<(), ApiError> {
+    let invalid = |why: &str| ApiError::invalid("invalid_destination", why.to_owned());
+    match platform {
+        "youtube" | "twitch" | "facebook" if url.is_empty() => return Ok(()),
+        "youtube" | "twitch" | "facebook" | "custom" => {}
+        _ => {
+            return Err(invalid(
+                "platform must be youtube, twitch, facebook or custom",
+            ))
+        }
+    }
+    let parsed =
+        url::Url::parse(url).map_err(|_| invalid("url must be an rtmp:// or rtmps:// URL"))?;
+    if !matches!(parsed.scheme(), "rtmp" | "rtmps") || parsed.host_str().is_none() {
+        return Err(invalid("url must be an rtmp:// or rtmps:// URL"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(invalid("put credentials in stream_key, not in the url"));
+    }
+    Ok(())
+}
+
+async fn create_destination(
+    State(service): State<StudioService>,
+    auth: UserAuth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CreateDestination>,
+) -> Result<(StatusCode, Json<DestinationView>), ApiError> {
+    service.store.owned_studio(&auth.user_id, &id).await?;
+    let platform = body.platform.trim().to_lowercase();
+    let url = body.url.trim().to_owned();
+    check_destination_url(&platform, &url)?;
+    let stream_key = body.stream_key.trim().to_owned();
+    if stream_key.is_empty() || stream_key.len() > 512 || stream_key.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "invalid_stream_key",
+            "stream_key must be 1-512 printable characters",
+        ));
+    }
+    let name = if body.name.trim().is_empty() {
+        platform.clone()
+    } else {
+        check_name("name", &body.name, 64)?
+    };
+    let row = DestinationRow {
+        id: buildstream_service::id::random("dst_"),
+        studio_id: id.clone(),
+        platform,
+        name,
+        url,
+        stream_key,
+        created_at: now_rfc3339(),
+    };
+    service.store.insert_destination(&row).await?;
+    if let Some(broadcast) = service.store.broadcast(&id).await? {
+        let spec = origin::destination_spec(&row);
+        service
+            .origins
+            .put_destination(&broadcast.origin_url, &id, &spec)
+            .await?;
+    }
+    tracing::info!(studio = %id, destination = %row.id, platform = %row.platform, "destination added");
+    Ok((StatusCode::CREATED, Json(destination_view(row))))
+}
+
+async fn list_destinations(
+    State(service): State<StudioService>,
+    auth: UserAuth,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<DestinationView>>, ApiError> {
+    service.store.owned_studio(&auth.user_id, &id).await?;
+    let rows = service.store.destinations_of(&id).await?;
+    Ok(Json(rows.into_iter().map(destination_view).collect()))
+}
+
+async fn delete_destination(
+    State(service): State<StudioService>,
+    auth: UserAuth,
+    Path((id, dest)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    service.store.owned_studio(&auth.user_id, &id).await?;
+    if !service.store.delete_destination(&id, &dest).await? {
+        return Err(ApiError::not_found("destination"));
+    }
+    if let Some(broadcast) = service.store.broadcast(&id).await? {
+        match service
+            .origins
+            .remove_destination(&broadcast.origin_url, &id, &dest)
+            .await
+        {
+            Err(err) if err.status == StatusCode::NOT_FOUND => {}
+            other => other?,
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- scene ------------------------------------------------------------
+
+async fn read_scene(
+    State(service): State<StudioService>,
+    auth: UserAuth,
+    Path(id): Path<String>,
+) -> Result<Json<Scene>, ApiError> {
+    let studio = service.store.owned_studio(&auth.user_id, &id).await?;
+    Ok(Json(studio.scene()))
+}
+
+async fn put_scene(
+    State(service): State<StudioService>,
+    auth: UserAuth,
+    Path(id): Path<String>,
+    ApiJson(scene): ApiJson<Scene>,
+) -> Result<Json<Scene>, ApiError> {
+    let mut studio = service.store.owned_studio(&auth.user_id, &id).await?;
+    let sources = service.store.sources_of(&id).await?;
+    let ids: Vec<String> = sources.iter().map(|s| s.id.clone()).collect();
+    scene.validate(&ids)?;
+    studio.scene =
+        serde_json::to_string(&scene).map_err(|err| ApiError::internal(err.to_string()))?;
+    service.store.update_studio(&studio).await?;
+    push_scene(&service, &studio).await?;
+    Ok(Json(scene))
+}
+
+/// Sends the studio's stored scene to its origin if it is live.
+async fn push_scene(service: &StudioService, studio: &StudioRow) -> Result<(), ApiError> {
+    if let Some(broadcast) = service.store.broadcast(&studio.id).await? {
+        let sources = service.store.sources_of(&studio.id).await?;
+        let spec = origin::scene_spec(&studio.scene(), &sources);
+        service
+            .origins
+            .update_scene(&broadcast.origin_url, &studio.id, &spec)
+            .await?;
+    }
+    Ok(())
+}
+
+// ---- broadcast --------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+struct BroadcastView {
+    /// `live` or `offline`.
+    state: &'static str,
+    started_at: Option<String>,
+    origin: Option<String>,
+    destinations: Vec<DestinationStatusView>,
+}
+
+#[derive(Debug, Serialize)]
+struct DestinationStatusView {
+    id: String,
+    name: String,
+    platform: String,
+    #[serde(flatten)]
+    status: DestinationStatus,
+}
+
+async fn start_broadcast(
+    State(service): State<StudioService>,
+    auth: UserAuth,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<BroadcastView>), ApiError> {
+    let studio = service.store.owned_studio(&auth.user_id, &id).await?;
+    let destinations = service.store.destinations_of(&id).await?;
+    if destinations.is_empty() {
+        return Err(ApiError::conflict(
+            "no_destinations",
+            "add a destination before going live",
+        ));
+    }
+    let origins = service.nodes.live(Role::Origin);
+    if origins.is_empty() {
+        return Err(ApiError::unavailable("no_origin", "no origin is available"));
+    }
+    // Spread studios over origins by a stable hash of the id, so a retried
+    // start lands on the same origin.
+    let pick = id
+        .bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+    let chosen = &origins[pick % origins.len()];
+    let broadcast = BroadcastRow {
+        studio_id: id.clone(),
+        origin_id: chosen.id.clone(),
+        origin_url: chosen.api_url.trim_end_matches('/').to_owned(),
+        started_at: now_rfc3339(),
+    };
+    if !service.store.insert_broadcast(&broadcast).await? {
+        return Err(ApiError::conflict(
+            "already_live",
+            "the studio is already live",
+        ));
+    }
+    let sources = service.store.sources_of(&id).await?;
+    let spec = origin::broadcast_spec(&studio, &sources, &destinations);
+    if let Err(err) = service
+        .origins
+        .start(&broadcast.origin_url, &id, &spec)
+        .await
+    {
+        service.store.delete_broadcast(&id).await?;
+        return Err(err);
+    }
+    tracing::info!(studio = %id, origin = %broadcast.origin_id, "broadcast started");
+    let view = BroadcastView {
+        state: "live",
+        started_at: Some(broadcast.started_at),
+        origin: Some(broadcast.origin_id),
+        destinations: Vec::new(),
+    };
+    Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+async fn read_broadcast(
+    State(service): State<StudioService>,
+    auth: UserAuth,
+    Path(id): Path<String>,
+) -> Result<Json<BroadcastView>, ApiError> {
+    service.store.owned_studio(&auth.user_id, &id).await?;
+    let Some(broadcast) = service.store.broadcast(&id).await? else {
+        return Ok(Json(BroadcastView {
+            state: "offline",
+            started_at: None,
+            origin: None,
+            destinations: Vec::new(),
+        }));
+    };
+    let status = service.origins.status(&broadcast.origin_url, &id).await?;
+    let destinations = service.store.destinations_of(&id).await?;
+    let views = status
+        .destinations
+        .into_iter()
+        .map(|status| {
+            let row = destinations.iter().find(|d| d.id == status.id);
+            DestinationStatusView {
+                id: status.id.clone(),
+                name: row.map(|d| d.name.clone()).unwrap_or_default(),
+                platform: row.map(|d| d.platform.clone()).unwrap_or_default(),
+                status,
+            }
+        })
+        .collect();
+    Ok(Json(BroadcastView {
+        state: "live",
+        started_at: Some(broadcast.started_at),
+        origin: Some(broadcast.origin_id),
+        destinations: views,
+    }))
+}
+
+async fn stop_broadcast(
+    State(service): State<StudioService>,
+    auth: UserAuth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    service.store.owned_studio(&auth.user_id, &id).await?;
+    let Some(broadcast) = service.store.broadcast(&id).await? else {
+        return Err(ApiError::conflict("not_live", "the studio is not live"));
+    };
+    service.origins.stop(&broadcast.origin_url, &id).await?;
+    service.store.delete_broadcast(&id).await?;
+    tracing::info!(studio = %id, "broadcast stopped");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- nodes ------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct AuthorizeIngest {
+    stream_key: String,
+}
+
+#[derive(Debug, Serialize)]
+struct IngestGrant {
+    studio: String,
+    source: String,
+}
+
+async fn authorize_ingest(
+    State(service): State<StudioService>,
+    _node: NodeAuth,
+    ApiJson(body): ApiJson<AuthorizeIngest>,
+) -> Result<Json<IngestGrant>, ApiError> {
+    let refused = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_stream_key",
+            "no source has this stream key",
+        )
+    };
+    let digest = secret::digest(&body.stream_key);
+    let Some((source, stored)) = service.store.source_by_key_digest(&digest).await? else {
+        tracing::info!(key = %secret::log_tag(&body.stream_key), "ingest refused");
+        return Err(refused());
+    };
+    // The lookup was by digest; compare once more in constant time so that
+    // the decision itself does not depend on how much of the key matched.
+    if !secret::matches(&body.stream_key, &stored) {
+        return Err(refused());
+    }
+    Ok(Json(IngestGrant {
+        studio: source.studio_id,
+        source: source.id,
+    }))
+}
+
+async fn node_heartbeat(
+    State(service): State<StudioService>,
+    _node: NodeAuth,
+    Path(id): Path<String>,
+    ApiJson(info): ApiJson<NodeInfo>,
+) -> Result<StatusCode, ApiError> {
+    if info.id != id {
+        return Err(ApiError::invalid(
+            "invalid_node",
+            "node id does not match the path",
+        ));
+    }
+    service.nodes.heartbeat(info);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+struct NodeFilter {
+    role: Role,
+}
+
+async fn list_nodes(
+    State(service): State<StudioService>,
+    _node: NodeAuth,
+    Query(filter): Query<NodeFilter>,
+) -> Json<Vec<NodeInfo>> {
+    Json(service.nodes.live(filter.role))
+}

@@ -1,0 +1,498 @@
+//! The studio service's HTTP API, called through its router with real
+//! tokens and an in-memory SQLite database.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use buildstream_service::storage::open_sqlite_memory;
+use buildstream_service::{NodeToken, TokenKeys};
+use buildstream_studio::{StudioService, StudioSettings};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const NODE_TOKEN: &str = "node-token-for-tests";
+
+struct Harness {
+    app: Router,
+    keys: TokenKeys,
+}
+
+impl Harness {
+    async fn new() -> Self {
+        let keys = TokenKeys::from_secret(&[9u8; 32]).unwrap();
+        let service = StudioService::new(
+            open_sqlite_memory().await.unwrap(),
+            keys.clone(),
+            NodeToken::new(NODE_TOKEN),
+            StudioSettings {
+                default_ingest_url: "rtmp://127.0.0.1:1935/live".into(),
+            },
+        )
+        .await
+        .unwrap();
+        Self {
+            app: service.router(),
+            keys,
+        }
+    }
+
+    fn token(&self, user: &str) -> String {
+        self.keys.issue(user).unwrap()
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Value,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let body = if body.is_null() {
+            Body::empty()
+        } else {
+            Body::from(body.to_string())
+        };
+        let response = self
+            .app
+            .clone()
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn studio(&self, token: &str, name: &str) -> String {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/v1/studios",
+                json!({"name": name}),
+                Some(token),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+}
+
+#[tokio::test]
+async fn studio_crud_with_defaults() {
+    let h = Harness::new().await;
+    let alice = h.token("u_alice");
+    let id = h.studio(&alice, "Morning Show").await;
+
+    let (status, studio) = h
+        .call(
+            "GET",
+            &format!("/api/v1/studios/{id}"),
+            Value::Null,
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        studio["output"],
+        json!({"width": 1280, "height": 720, "fps": 30})
+    );
+    assert_eq!(studio["scene"]["layout"], "solo");
+    assert_eq!(studio["live"], false);
+
+    let (status, studio) = h
+        .call(
+            "PATCH",
+            &format!("/api/v1/studios/{id}"),
+            json!({"name": "Evening Show", "output": {"width": 1920, "height": 1080, "fps": 30}}),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{studio}");
+    assert_eq!(studio["name"], "Evening Show");
+    assert_eq!(studio["output"]["width"], 1920);
+
+    let (status, body) = h
+        .call(
+            "PATCH",
+            &format!("/api/v1/studios/{id}"),
+            json!({"output": {"width": 640, "height": 480, "fps": 30}}),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_output");
+
+    let (_, list) = h
+        .call(
+            "GET",
+            "/api/v1/studios?q=evening",
+            Value::Null,
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (_, list) = h
+        .call(
+            "GET",
+            "/api/v1/studios?q=morning",
+            Value::Null,
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(list.as_array().unwrap().len(), 0);
+
+    let (status, _) = h
+        .call(
+            "DELETE",
+            &format!("/api/v1/studios/{id}"),
+            Value::Null,
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = h
+        .call(
+            "GET",
+            &format!("/api/v1/studios/{id}"),
+            Value::Null,
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn other_users_studios_are_not_found() {
+    let h = Harness::new().await;
+    let alice = h.token("u_alice");
+    let mallory = h.token("u_mallory");
+    let id = h.studio(&alice, "Private").await;
+    for (method, uri, body) in [
+        ("GET", format!("/api/v1/studios/{id}"), Value::Null),
+        (
+            "PATCH",
+            format!("/api/v1/studios/{id}"),
+            json!({"name": "x"}),
+        ),
+        ("DELETE", format!("/api/v1/studios/{id}"), Value::Null),
+        (
+            "POST",
+            format!("/api/v1/studios/{id}/sources"),
+            json!({"kind": "rtmp", "name": "cam"}),
+        ),
+        (
+            "PUT",
+            format!("/api/v1/studios/{id}/scene"),
+            json!({"layout": "solo"}),
+        ),
+        (
+            "POST",
+            format!("/api/v1/studios/{id}/broadcast"),
+            Value::Null,
+        ),
+    ] {
+        let (status, body) = h.call(method, &uri, body, Some(&mallory)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {uri}");
+        assert_eq!(body["error"]["code"], "not_found");
+    }
+    let (_, list) = h
+        .call("GET", "/api/v1/studios", Value::Null, Some(&mallory))
+        .await;
+    assert_eq!(list, json!([]));
+    let (status, _) = h.call("GET", "/api/v1/studios", Value::Null, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn source_key_authorizes_ingest_once_rotated_old_key_fails() {
+    let h = Harness::new().await;
+    let alice = h.token("u_alice");
+    let id = h.studio(&alice, "Show").await;
+    let (status, source) = h
+        .call(
+            "POST",
+            &format!("/api/v1/studios/{id}/sources"),
+            json!({"kind": "rtmp", "name": "Camera"}),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let key = source["stream_key"].as_str().unwrap().to_owned();
+    assert!(key.len() >= 5 + 32, "key has at least 128 bits");
+    assert_eq!(source["ingest_url"], "rtmp://127.0.0.1:1935/live");
+    assert_eq!(
+        source["publish_url"],
+        format!("rtmp://127.0.0.1:1935/live/{key}")
+    );
+
+    // Listing never shows the key again.
+    let (_, list) = h
+        .call(
+            "GET",
+            &format!("/api/v1/studios/{id}/sources"),
+            Value::Null,
+            Some(&alice),
+        )
+        .await;
+    assert!(list[0].get("stream_key").is_none());
+
+    let (status, grant) = h
+        .call(
+            "POST",
+            "/internal/v1/ingest/authorize",
+            json!({"stream_key": key}),
+            Some(NODE_TOKEN),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(grant, json!({"studio": id, "source": source["id"]}));
+
+    let (status, _) = h
+        .call(
+            "POST",
+            "/internal/v1/ingest/authorize",
+            json!({"stream_key": key}),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a user token is not a node token"
+    );
+
+    let source_id = source["id"].as_str().unwrap();
+    let (status, rotated) = h
+        .call(
+            "POST",
+            &format!("/api/v1/studios/{id}/sources/{source_id}/key"),
+            Value::Null,
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(rotated["stream_key"], key);
+    let (status, body) = h
+        .call(
+            "POST",
+            "/internal/v1/ingest/authorize",
+            json!({"stream_key": key}),
+            Some(NODE_TOKEN),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"]["code"], "invalid_stream_key");
+}
+
+#[tokio::test]
+async fn scene_is_validated_and_stored() {
+    let h = Harness::new().await;
+    let alice = h.token("u_alice");
+    let id = h.studio(&alice, "Show").await;
+    let mut sources = Vec::new();
+    for name in ["A", "B"] {
+        let (_, s) = h
+            .call(
+                "POST",
+                &format!("/api/v1/studios/{id}/sources"),
+                json!({"kind": "rtmp", "name": name}),
+                Some(&alice),
+            )
+            .await;
+        sources.push(s["id"].as_str().unwrap().to_owned());
+    }
+    let scene = json!({
+        "layout": "split",
+        "on_stage": sources,
+        "banner": {"text": "Live from the lab", "visible": true},
+        "background": {"color": "#000000"},
+        "brand_color": "#ff6600"
+    });
+    let (status, body) = h
+        .call(
+            "PUT",
+            &format!("/api/v1/studios/{id}/scene"),
+            scene.clone(),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, stored) = h
+        .call(
+            "GET",
+            &format!("/api/v1/studios/{id}/scene"),
+            Value::Null,
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(stored["layout"], "split");
+    assert_eq!(stored["banner"]["text"], "Live from the lab");
+
+    let (status, body) = h
+        .call(
+            "PUT",
+            &format!("/api/v1/studios/{id}/scene"),
+            json!({"layout": "split", "on_stage": ["src_nope"]}),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "unknown_source");
+
+    // Deleting a source takes it off the stage.
+    let (status, _) = h
+        .call(
+            "DELETE",
+            &format!("/api/v1/studios/{id}/sources/{}", sources[0]),
+            Value::Null,
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, stored) = h
+        .call(
+            "GET",
+            &format!("/api/v1/studios/{id}/scene"),
+            Value::Null,
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(stored["on_stage"], json!([sources[1]]));
+}
+
+#[tokio::test]
+async fn destinations_are_validated_and_keys_hidden() {
+    let h = Harness::new().await;
+    let alice = h.token("u_alice");
+    let id = h.studio(&alice, "Show").await;
+    let uri = format!("/api/v1/studios/{id}/destinations");
+    let (status, dest) = h
+        .call("POST", &uri, json!({"platform": "custom", "url": "rtmp://127.0.0.1:1936/live", "stream_key": "secret-key-1234", "name": "Local"}), Some(&alice))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{dest}");
+    assert_eq!(dest["stream_key_hint"], "…1234");
+    assert!(dest.get("stream_key").is_none());
+
+    let (status, _) = h
+        .call(
+            "POST",
+            &uri,
+            json!({"platform": "youtube", "stream_key": "abcd-efgh"}),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "presets need no url");
+
+    for bad in [
+        json!({"platform": "custom", "url": "http://127.0.0.1/live", "stream_key": "k"}),
+        json!({"platform": "custom", "stream_key": "k"}),
+        json!({"platform": "myspace", "url": "rtmp://a/b", "stream_key": "k"}),
+        json!({"platform": "custom", "url": "rtmp://user:pw@a/b", "stream_key": "k"}),
+        json!({"platform": "custom", "url": "rtmp://a/b", "stream_key": ""}),
+    ] {
+        let (status, body) = h.call("POST", &uri, bad.clone(), Some(&alice)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+
+    let (_, list) = h.call("GET", &uri, Value::Null, Some(&alice)).await;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let dest_id = dest["id"].as_str().unwrap();
+    let (status, _) = h
+        .call(
+            "DELETE",
+            &format!("{uri}/{dest_id}"),
+            Value::Null,
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = h
+        .call(
+            "DELETE",
+            &format!("{uri}/{dest_id}"),
+            Value::Null,
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn going_live_needs_destinations_and_an_origin() {
+    let h = Harness::new().await;
+    let alice = h.token("u_alice");
+    let id = h.studio(&alice, "Show").await;
+    let uri = format!("/api/v1/studios/{id}/broadcast");
+    let (status, body) = h.call("POST", &uri, Value::Null, Some(&alice)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["code"], "no_destinations");
+
+    h.call(
+        "POST",
+        &format!("/api/v1/studios/{id}/destinations"),
+        json!({"platform": "custom", "url": "rtmp://127.0.0.1:1/live", "stream_key": "k"}),
+        Some(&alice),
+    )
+    .await;
+    let (status, body) = h.call("POST", &uri, Value::Null, Some(&alice)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"]["code"], "no_origin");
+
+    let (status, body) = h.call("GET", &uri, Value::Null, Some(&alice)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["state"], "offline");
+    let (status, _) = h.call("DELETE", &uri, Value::Null, Some(&alice)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn nodes_register_with_the_node_token() {
+    let h = Harness::new().await;
+    let edge = json!({"id": "edge-1", "role": "edge", "region": "local", "ingest_url": "rtmp://127.0.0.1:19350/live", "mesh_addr": "127.0.0.1:4443", "fingerprint": "sha256:00"});
+    let (status, _) = h
+        .call("PUT", "/internal/v1/nodes/edge-1", edge.clone(), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = h
+        .call(
+            "PUT",
+            "/internal/v1/nodes/edge-1",
+            edge.clone(),
+            Some(NODE_TOKEN),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, edges) = h
+        .call(
+            "GET",
+            "/internal/v1/nodes?role=edge",
+            Value::Null,
+            Some(NODE_TOKEN),
+        )
+        .await;
+    assert_eq!(edges[0]["mesh_addr"], "127.0.0.1:4443");
+
+    // New sources are told to publish to the registered edge.
+    let alice = h.token("u_alice");
+    let id = h.studio(&alice, "Show").await;
+    let (_, source) = h
+        .call(
+            "POST",
+            &format!("/api/v1/studios/{id}/sources"),
+            json!({"kind": "rtmp", "name": "cam"}),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(source["ingest_url"], "rtmp://127.0.0.1:19350/live");
+}
