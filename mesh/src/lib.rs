@@ -7,14 +7,37 @@
 //! consumer at the frame where it happens.
 //!
 //! [`Tracks`] is the in-process registry a node publishes into and serves from.
-//! The QUIC transport (Media over QUIC) carries the same tracks between nodes.
+//! The QUIC transport (Media over QUIC) carries the same tracks between nodes:
+//!
+//! - every node has a [`NodeIdentity`], a self-signed certificate that peers
+//!   pin by its [`CertFingerprint`];
+//! - a [`MeshServer`] answers SUBSCRIBE from its node's [`Tracks`];
+//! - a [`MeshClient`] opens a [`MeshSession`] to a server and subscribes to
+//!   its tracks, receiving the same [`TrackConsumer`] the local registry
+//!   hands out.
+//!
+//! Sessions are MoQ Transport (draft 18, as moq-transport 0.17 implements
+//! it) over raw QUIC with ALPN [`ALPN`] (`moqt-18`). A subscription's
+//! namespace is `studio/{studio}/{source}` and its track name `video`,
+//! `audio`, `screen` or `program`; [`object`] documents how frames become
+//! MoQ groups and objects.
 
 #![warn(missing_docs)]
 
+mod client;
+mod group_order;
+mod identity;
 mod media;
 mod name;
+pub mod object;
+mod server;
+mod tls;
 mod track;
 
+pub use client::{MeshClient, MeshError, MeshSession};
+pub use identity::{CertFingerprint, FingerprintError, IdentityError, NodeIdentity};
 pub use media::{Codec, Frame, TrackConfig};
 pub use name::{NameError, TrackName};
+pub use server::{MeshServer, ServerError};
+pub use tls::{TlsError, ALPN};
 pub use track::{TrackConsumer, TrackProducer, Tracks, WriteError};

@@ -97,9 +97,18 @@ mod tests {
 
     #[test]
     fn refuses_path_tricks() {
-        assert_eq!(TrackName::parse("studio/a/b/c", "video"), Err(NameError::Namespace));
-        assert_eq!(TrackName::parse("room/a/b", "video"), Err(NameError::Namespace));
-        assert_eq!(TrackName::parse("studio/../b", "video"), Err(NameError::Part));
+        assert_eq!(
+            TrackName::parse("studio/a/b/c", "video"),
+            Err(NameError::Namespace)
+        );
+        assert_eq!(
+            TrackName::parse("room/a/b", "video"),
+            Err(NameError::Namespace)
+        );
+        assert_eq!(
+            TrackName::parse("studio/../b", "video"),
+            Err(NameError::Part)
+        );
         assert_eq!(TrackName::parse("studio/a/b", ""), Err(NameError::Part));
     }
 }

@@ -112,15 +112,29 @@ impl TrackProducer {
         // happen while `self` holds the sender.
         let _ = requests.changed().await;
     }
+
+    /// Resolves once no consumer is attached (at once if none is). The mesh
+    /// uses it to drop a remote subscription nobody reads any more.
+    pub(crate) async fn unobserved(&self) {
+        // Every consumer holds one receiver of `changed`, and nothing else
+        // does.
+        self.shared.changed.closed().await;
+    }
+
+    /// Whether any consumer is attached.
+    pub(crate) fn is_observed(&self) -> bool {
+        self.shared.changed.receiver_count() > 0
+    }
 }
 
 impl Drop for TrackProducer {
     fn drop(&mut self) {
-        self.shared.close();
+        // Unlist before closing: a consumer that sees the end and subscribes
+        // again at once must not be handed the dead track.
         self.registry.remove_if_same(&self.name, &self.shared);
+        self.shared.close();
     }
 }
-
 
 /// The receiving end of a track.
 pub struct TrackConsumer {
@@ -231,7 +245,9 @@ impl TrackState {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind, still usable.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
