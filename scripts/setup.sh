@@ -20,6 +20,7 @@ DEBIAN_PACKAGES=(
   ffmpeg
   nginx-light
   libnginx-mod-rtmp
+  libnginx-mod-stream
   openssl
   fonts-dejavu-core
 )

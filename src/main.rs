@@ -1,1 +1,95 @@
-fn main() {}
+//! `buildstream`: every BuildStream role in one binary.
+//!
+//! `buildstream dev` runs the control plane, one edge and one origin in one
+//! process with embedded defaults; `edge`, `origin` and `control` run one
+//! role each, for deployments of several machines.
+
+mod config;
+mod roles;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Overrides, Settings};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "buildstream",
+    version,
+    about = "Live-streaming studio: edges, origins and control plane"
+)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, short, env = "BUILDSTREAM_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: Overrides,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Control plane, one edge and one origin in one process.
+    Dev,
+    /// The control plane services (user, studio).
+    Control,
+    /// An edge: RTMP ingest and the mesh endpoint sources are served from.
+    Edge,
+    /// An origin: composes studios' programs and restreams them.
+    Origin,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    // One process-wide TLS provider; every config here is built from it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let settings = Settings::load(cli.config.as_deref(), &cli.overrides)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(cli.command, settings))
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    let secrets = settings.secrets()?;
+    let cancel = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(cancel.clone()));
+    match command {
+        Command::Control => roles::control::run(settings, secrets, cancel).await,
+        Command::Edge => roles::edge::run(settings, secrets, cancel).await,
+        Command::Origin => roles::origin::run(settings, secrets, cancel).await,
+        Command::Dev => roles::dev::run(settings, secrets, cancel).await,
+    }
+}
+
+async fn shutdown_on_signal(cancel: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            tracing::warn!(%err, "cannot watch SIGTERM; only Ctrl-C stops the process");
+            let _ = ctrl_c.await;
+            cancel.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    cancel.cancel();
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BUILDSTREAM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}

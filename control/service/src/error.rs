@@ -86,14 +86,15 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // Server faults are logged here, once; their details stay out of the
         // response body.
-        let message = if self.status.is_server_error() {
+        // A fault of ours is an error; a dependency that is down is for an
+        // operator to look at.
+        let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(code = self.code, error = %self.message, "request failed");
-            if self.status == StatusCode::INTERNAL_SERVER_ERROR {
-                "internal error"
-            } else {
-                self.message.as_str()
-            }
+            "internal error"
         } else {
+            if self.status.is_server_error() {
+                tracing::warn!(code = self.code, error = %self.message, "request failed");
+            }
             self.message.as_str()
         };
         let body = Body {

@@ -581,8 +581,10 @@ async fn push_scene(service: &StudioService, studio: &StudioRow) -> Result<(), A
 
 #[derive(Debug, Serialize)]
 struct BroadcastView {
-    /// `live` or `offline`.
-    state: &'static str,
+    /// `live`, `failed` (the origin's pipeline broke) or `offline`.
+    state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure: Option<String>,
     started_at: Option<String>,
     origin: Option<String>,
     destinations: Vec<DestinationStatusView>,
@@ -590,7 +592,6 @@ struct BroadcastView {
 
 #[derive(Debug, Serialize)]
 struct DestinationStatusView {
-    id: String,
     name: String,
     platform: String,
     #[serde(flatten)]
@@ -644,7 +645,8 @@ async fn start_broadcast(
     }
     tracing::info!(studio = %id, origin = %broadcast.origin_id, "broadcast started");
     let view = BroadcastView {
-        state: "live",
+        state: "live".to_owned(),
+        failure: None,
         started_at: Some(broadcast.started_at),
         origin: Some(broadcast.origin_id),
         destinations: Vec::new(),
@@ -660,7 +662,8 @@ async fn read_broadcast(
     service.store.owned_studio(&auth.user_id, &id).await?;
     let Some(broadcast) = service.store.broadcast(&id).await? else {
         return Ok(Json(BroadcastView {
-            state: "offline",
+            state: "offline".to_owned(),
+            failure: None,
             started_at: None,
             origin: None,
             destinations: Vec::new(),
@@ -674,7 +677,6 @@ async fn read_broadcast(
         .map(|status| {
             let row = destinations.iter().find(|d| d.id == status.id);
             DestinationStatusView {
-                id: status.id.clone(),
                 name: row.map(|d| d.name.clone()).unwrap_or_default(),
                 platform: row.map(|d| d.platform.clone()).unwrap_or_default(),
                 status,
@@ -682,7 +684,8 @@ async fn read_broadcast(
         })
         .collect();
     Ok(Json(BroadcastView {
-        state: "live",
+        state: status.state,
+        failure: status.failure,
         started_at: Some(broadcast.started_at),
         origin: Some(broadcast.origin_id),
         destinations: views,

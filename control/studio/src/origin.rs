@@ -22,11 +22,9 @@ pub struct OutputSpec {
     /// Height in pixels.
     pub height: u32,
     /// Frames per second.
-    pub fps: u32,
-    /// H.264 bitrate.
+    pub framerate: u32,
+    /// H.264 bitrate; the origin lowers it to what every destination accepts.
     pub video_bitrate_kbps: u32,
-    /// AAC bitrate.
-    pub audio_bitrate_kbps: u32,
 }
 
 /// A destination as the origin takes it.
@@ -38,8 +36,9 @@ pub struct DestinationSpec {
     pub name: String,
     /// `youtube`, `twitch`, `facebook` or `custom`.
     pub platform: String,
-    /// Ingest URL; empty for the platform's default.
-    pub url: String,
+    /// Ingest URL; `None` for the platform's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// The platform's stream key.
     pub stream_key: String,
 }
@@ -100,11 +99,22 @@ pub struct DestinationStatus {
     /// Bytes sent to this destination.
     #[serde(default)]
     pub bytes_sent: u64,
+    /// Packets dropped because the destination could not keep up.
+    #[serde(default)]
+    pub packets_dropped: u64,
+    /// Connections that reached `live`; more than one means it reconnected.
+    #[serde(default)]
+    pub connections: u64,
 }
 
 /// A broadcast's state as the origin reports it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct BroadcastStatus {
+    /// `live`, or `failed` when the origin's pipeline broke.
+    pub state: String,
+    /// Why it failed.
+    #[serde(default)]
+    pub failure: Option<String>,
     /// Destinations and their states.
     #[serde(default)]
     pub destinations: Vec<DestinationStatus>,
@@ -272,9 +282,8 @@ pub fn broadcast_spec(
         output: OutputSpec {
             width,
             height,
-            fps,
+            framerate: fps,
             video_bitrate_kbps: video_bitrate_kbps(height, fps),
-            audio_bitrate_kbps: 128,
         },
         scene: scene_spec(&studio.scene(), sources),
         destinations: destinations.iter().map(destination_spec).collect(),
@@ -312,7 +321,7 @@ pub fn destination_spec(dest: &DestinationRow) -> DestinationSpec {
         id: dest.id.clone(),
         name: dest.name.clone(),
         platform: dest.platform.clone(),
-        url: dest.url.clone(),
+        url: (!dest.url.is_empty()).then(|| dest.url.clone()),
         stream_key: dest.stream_key.clone(),
     }
 }

@@ -1,0 +1,28 @@
+# The two commands a new user needs: `make dev` and `make test`.
+
+CARGO ?= cargo
+
+.PHONY: dev test setup build lint fmt check-format
+
+## Installs what is missing, builds, and runs the studio on 127.0.0.1:8080.
+dev: setup
+	$(CARGO) run --release --bin buildstream -- dev
+
+## Runs every check and test; starts whatever the tests need.
+test: setup check-format lint
+	$(CARGO) test --workspace --all-targets
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	$(CARGO) build --release --bin buildstream
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+check-format:
+	$(CARGO) fmt --all --check
+
+fmt:
+	$(CARGO) fmt --all

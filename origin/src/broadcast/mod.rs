@@ -1,0 +1,441 @@
+//! The live broadcasts of one origin, and the internal HTTP API that drives
+//! them.
+//!
+//! A broadcast is one studio going out: its compositor and its destination
+//! senders. [`Broadcasts`] starts, changes and stops them; [`router`] exposes
+//! that to the control plane.
+
+mod api;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use buildstream_mesh::Tracks;
+use serde::{Deserialize, Serialize};
+
+pub use api::router;
+
+use crate::compositor::{Compositor, CompositorError, ProgramOutputs};
+use crate::destinations::{
+    client_config, rfc3339, DestinationError, DestinationId, DestinationSpec, DestinationStatus,
+    Destinations,
+};
+use crate::program::Fanout;
+use crate::scene::{OutputProfile, Scene};
+use crate::source::TrackSource;
+
+/// Why a broadcast operation failed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum BroadcastError {
+    /// The studio id is not 1-64 characters of `[A-Za-z0-9_-]`.
+    #[error("studio ids must be 1-64 characters of [A-Za-z0-9_-]")]
+    StudioId,
+    /// The studio is already live on this origin.
+    #[error("studio is already live")]
+    AlreadyLive,
+    /// The studio is not live on this origin.
+    #[error("studio is not live")]
+    NotFound,
+    /// Two destinations share an id.
+    #[error("destination ids must be unique")]
+    DuplicateDestination,
+    /// A destination was refused or not found.
+    #[error(transparent)]
+    Destination(#[from] DestinationError),
+    /// The compositor failed.
+    #[error(transparent)]
+    Compositor(#[from] CompositorError),
+    /// The origin is misconfigured.
+    #[error("origin configuration: {0}")]
+    Config(String),
+}
+
+/// How this origin is set up.
+#[derive(Clone, Default)]
+pub struct OriginConfig {
+    /// PEM file with CA certificates trusted for RTMPS besides the public
+    /// web roots.
+    pub extra_ca_file: Option<PathBuf>,
+    /// If set, every program is also published into this registry as
+    /// `studio/{studio}/program` tracks.
+    pub program_tracks: Option<Tracks>,
+}
+
+impl fmt::Debug for OriginConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OriginConfig")
+            .field("extra_ca_file", &self.extra_ca_file)
+            .field("program_tracks", &self.program_tracks.is_some())
+            .finish()
+    }
+}
+
+/// A studio's id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StudioId(String);
+
+impl StudioId {
+    /// Parses an id; it becomes part of track names, so the rules match.
+    pub fn new(id: &str) -> Result<Self, BroadcastError> {
+        let valid = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if valid {
+            Ok(Self(id.to_owned()))
+        } else {
+            Err(BroadcastError::StudioId)
+        }
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StudioId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Everything needed to take a studio live.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct BroadcastSpec {
+    /// Output size, frame rate and bitrate (default 1280x720@30).
+    #[serde(default)]
+    pub output: OutputProfile,
+    /// The first scene.
+    #[serde(default)]
+    pub scene: Scene,
+    /// Destinations to start with; each needs an `id`.
+    #[serde(default)]
+    pub destinations: Vec<NamedDestination>,
+}
+
+/// A destination with its id, as listed in a [`BroadcastSpec`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct NamedDestination {
+    /// The destination's id within the broadcast.
+    pub id: String,
+    /// The destination.
+    #[serde(flatten)]
+    pub spec: DestinationSpec,
+}
+
+/// A broadcast's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BroadcastState {
+    /// Composing and sending.
+    Live,
+    /// The pipeline failed; `failure` says why. Stop it to clear.
+    Failed,
+}
+
+/// What `GET /internal/v1/broadcasts/{studio}` answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct BroadcastStatus {
+    /// The studio.
+    pub studio: String,
+    /// `live` or `failed`.
+    pub state: BroadcastState,
+    /// When the broadcast started (RFC 3339, UTC).
+    pub started_at: String,
+    /// Why the pipeline failed, when it did.
+    pub failure: Option<String>,
+    /// The output profile.
+    pub output: OutputProfile,
+    /// The video bitrate the encoder runs at: the profile's, lowered to
+    /// what every destination accepts.
+    pub video_bitrate_kbps: u32,
+    /// Every destination.
+    pub destinations: Vec<DestinationStatus>,
+}
+
+/// The broadcasts live on this origin. Cloning shares the registry.
+#[derive(Clone)]
+pub struct Broadcasts {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    source: Arc<dyn TrackSource>,
+    config: OriginConfig,
+    tls: Arc<rustls::ClientConfig>,
+    live: Mutex<HashMap<StudioId, Arc<Broadcast>>>,
+}
+
+struct Broadcast {
+    studio: StudioId,
+    started_at: SystemTime,
+    profile: OutputProfile,
+    /// `None` while starting and after stopping.
+    compositor: Mutex<Option<Compositor>>,
+    destinations: Destinations,
+    /// Serialises changes to this broadcast (scene, destinations, stop).
+    changing: tokio::sync::Mutex<()>,
+}
+
+impl Broadcasts {
+    /// A registry reading sources from `source`. Fails if the extra CA file
+    /// cannot be loaded.
+    pub fn new(source: Arc<dyn TrackSource>, config: OriginConfig) -> Result<Self, BroadcastError> {
+        let tls = client_config(config.extra_ca_file.as_deref())
+            .map_err(|e| BroadcastError::Config(e.to_string()))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                source,
+                config,
+                tls,
+                live: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Takes a studio live: builds its pipeline, applies the first scene and
+    /// starts its destinations.
+    pub async fn start(
+        &self,
+        studio: &StudioId,
+        spec: BroadcastSpec,
+    ) -> Result<BroadcastStatus, BroadcastError> {
+        let fanout = Fanout::new();
+        let destinations = Destinations::new(fanout.clone(), spec.output, self.inner.tls.clone());
+        let mut named = Vec::with_capacity(spec.destinations.len());
+        for entry in spec.destinations {
+            let id = DestinationId::new(&entry.id)?;
+            if named.iter().any(|(other, _)| other == &id) {
+                return Err(BroadcastError::DuplicateDestination);
+            }
+            destinations.check(&entry.spec)?;
+            named.push((id, entry.spec));
+        }
+
+        let broadcast = Arc::new(Broadcast {
+            studio: studio.clone(),
+            started_at: SystemTime::now(),
+            profile: spec.output,
+            compositor: Mutex::new(None),
+            destinations,
+            changing: tokio::sync::Mutex::new(()),
+        });
+        {
+            let mut live = lock(&self.inner.live);
+            if live.contains_key(studio) {
+                return Err(BroadcastError::AlreadyLive);
+            }
+            live.insert(studio.clone(), broadcast.clone());
+        }
+        let _changing = broadcast.changing.lock().await;
+
+        let outputs = ProgramOutputs {
+            fanout,
+            tracks: self.inner.config.program_tracks.clone(),
+        };
+        let source = self.inner.source.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let (id, profile, scene) = (studio.to_string(), spec.output, spec.scene);
+        let started = tokio::task::spawn_blocking(move || {
+            Compositor::start(&id, profile, &scene, source, outputs, runtime)
+        })
+        .await
+        .map_err(|e| CompositorError::Pipeline(e.to_string()))
+        .and_then(|r| r);
+        let compositor = match started {
+            Ok(compositor) => compositor,
+            Err(error) => {
+                lock(&self.inner.live).remove(studio);
+                return Err(error.into());
+            }
+        };
+        *lock(&broadcast.compositor) = Some(compositor);
+
+        for (id, spec) in named {
+            broadcast.destinations.add(id, spec).await?;
+        }
+        broadcast.fit_bitrate();
+        tracing::info!(studio = %studio, "broadcast started");
+        Ok(broadcast.status())
+    }
+
+    /// Applies a new scene live.
+    pub async fn update_scene(
+        &self,
+        studio: &StudioId,
+        scene: Scene,
+    ) -> Result<(), BroadcastError> {
+        let broadcast = self.find(studio)?;
+        let _changing = broadcast.changing.lock().await;
+        let target = broadcast.clone();
+        tokio::task::spawn_blocking(move || match lock(&target.compositor).as_ref() {
+            Some(compositor) => compositor
+                .update_scene(&scene)
+                .map_err(BroadcastError::from),
+            None => Err(BroadcastError::NotFound),
+        })
+        .await
+        .map_err(|e| BroadcastError::Compositor(CompositorError::Pipeline(e.to_string())))?
+    }
+
+    /// Adds a destination, or replaces the one with the same id.
+    pub async fn add_destination(
+        &self,
+        studio: &StudioId,
+        id: DestinationId,
+        spec: DestinationSpec,
+    ) -> Result<(), BroadcastError> {
+        let broadcast = self.find(studio)?;
+        let _changing = broadcast.changing.lock().await;
+        broadcast.destinations.add(id, spec).await?;
+        broadcast.fit_bitrate();
+        Ok(())
+    }
+
+    /// Stops and forgets a destination.
+    pub async fn remove_destination(
+        &self,
+        studio: &StudioId,
+        id: &DestinationId,
+    ) -> Result<(), BroadcastError> {
+        let broadcast = self.find(studio)?;
+        let _changing = broadcast.changing.lock().await;
+        broadcast.destinations.remove(id).await?;
+        broadcast.fit_bitrate();
+        Ok(())
+    }
+
+    /// The broadcast's status.
+    pub fn status(&self, studio: &StudioId) -> Result<BroadcastStatus, BroadcastError> {
+        Ok(self.find(studio)?.status())
+    }
+
+    /// Studios live on this origin, sorted.
+    pub fn studios(&self) -> Vec<StudioId> {
+        let mut studios: Vec<StudioId> = lock(&self.inner.live).keys().cloned().collect();
+        studios.sort();
+        studios
+    }
+
+    /// Stops a broadcast: destinations unpublish, the pipeline stops.
+    pub async fn stop(&self, studio: &StudioId) -> Result<(), BroadcastError> {
+        let broadcast = lock(&self.inner.live)
+            .remove(studio)
+            .ok_or(BroadcastError::NotFound)?;
+        let _changing = broadcast.changing.lock().await;
+        broadcast.destinations.stop_all().await;
+        let compositor = lock(&broadcast.compositor).take();
+        if let Some(compositor) = compositor {
+            let _ = tokio::task::spawn_blocking(move || compositor.stop()).await;
+        }
+        tracing::info!(studio = %broadcast.studio, "broadcast stopped");
+        Ok(())
+    }
+
+    /// Stops every broadcast (origin shutdown).
+    pub async fn stop_all(&self) {
+        for studio in self.studios() {
+            let _ = self.stop(&studio).await;
+        }
+    }
+
+    fn find(&self, studio: &StudioId) -> Result<Arc<Broadcast>, BroadcastError> {
+        lock(&self.inner.live)
+            .get(studio)
+            .cloned()
+            .ok_or(BroadcastError::NotFound)
+    }
+}
+
+impl Broadcast {
+    /// Lowers (or restores) the encoder bitrate to what every destination
+    /// accepts; x264 changes it without a restart.
+    fn fit_bitrate(&self) {
+        let target = self
+            .profile
+            .video_bitrate_kbps()
+            .min(self.destinations.bitrate_ceiling_kbps());
+        if let Some(compositor) = lock(&self.compositor).as_ref() {
+            if compositor.video_bitrate_kbps() != target {
+                tracing::info!(studio = %self.studio, kbps = target, "video bitrate set for destinations");
+                compositor.set_video_bitrate(target);
+            }
+        }
+    }
+
+    fn status(&self) -> BroadcastStatus {
+        let compositor = lock(&self.compositor);
+        let failure = compositor.as_ref().and_then(Compositor::failure);
+        BroadcastStatus {
+            studio: self.studio.to_string(),
+            state: if failure.is_some() {
+                BroadcastState::Failed
+            } else {
+                BroadcastState::Live
+            },
+            started_at: rfc3339(self.started_at),
+            failure,
+            output: self.profile,
+            video_bitrate_kbps: compositor.as_ref().map_or(
+                self.profile.video_bitrate_kbps(),
+                Compositor::video_bitrate_kbps,
+            ),
+            destinations: self.destinations.statuses(),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain data; a panicking holder leaves it usable.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn studio_ids_are_checked() {
+        assert!(StudioId::new("studio_1-a").is_ok());
+        for bad in ["", "a/b", "a b", &"x".repeat(65)] {
+            assert_eq!(StudioId::new(bad), Err(BroadcastError::StudioId), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_spec_parses_with_defaults_and_named_destinations() {
+        let spec: BroadcastSpec = serde_json::from_str(
+            r#"{"destinations":[{"id":"yt","name":"YouTube","platform":"youtube","stream_key":"k"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(spec.output, OutputProfile::default());
+        assert_eq!(spec.destinations[0].id, "yt");
+        assert_eq!(spec.destinations[0].spec.name, "YouTube");
+    }
+
+    #[tokio::test]
+    async fn a_bad_destination_refuses_the_start_before_anything_runs() {
+        let broadcasts = Broadcasts::new(Arc::new(Tracks::new()), OriginConfig::default()).unwrap();
+        let studio = StudioId::new("s1").unwrap();
+        let spec: BroadcastSpec = serde_json::from_str(
+            r#"{"destinations":[{"id":"x","platform":"custom","stream_key":"k"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            broadcasts.start(&studio, spec).await.unwrap_err(),
+            BroadcastError::Destination(DestinationError::MissingUrl)
+        );
+        assert!(broadcasts.studios().is_empty());
+        assert_eq!(
+            broadcasts.status(&studio).unwrap_err(),
+            BroadcastError::NotFound
+        );
+    }
+}

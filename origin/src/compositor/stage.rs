@@ -1,0 +1,380 @@
+//! Applying a [`Scene`] to the playing pipeline: which slots exist and
+//! where they are, the banner, the background and the logo.
+
+use std::sync::Arc;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+
+use super::image;
+use super::output::{LogoSlot, Output};
+use super::slot::{ghost_src, place, Slot};
+use super::{lock, Branch, CompositorError, Core, AUDIO_CHANNELS, AUDIO_RATE};
+use crate::layout::{arrange, Rect};
+use crate::scene::{Background, Image, Scene};
+
+/// Stacking order, bottom to top. Source slots take two levels each
+/// (placeholder, then video) from `SLOTS_Z` on.
+const BACKGROUND_Z: u32 = 0;
+const BACKGROUND_IMAGE_Z: u32 = 1;
+const SLOTS_Z: u32 = 10;
+const BANNER_Z: u32 = 200;
+/// Static layers are rendered a few times a second; the compositor holds
+/// each frame until the next one.
+const STATIC_FPS: i32 = 5;
+
+/// Everything the current scene put into the pipeline.
+pub(crate) struct Stage {
+    core: Arc<Core>,
+    applied: Option<Scene>,
+    slots: Vec<Slot>,
+    background: gst::Element,
+    _background_branch: Branch,
+    _silence_branch: Branch,
+    background_image: Option<Branch>,
+    banner: Banner,
+    logo: LogoSlot,
+    encoder: gst::Element,
+}
+
+struct Banner {
+    branch: Branch,
+    bar: gst::Element,
+    text: gst::Element,
+    rect: Rect,
+}
+
+impl Stage {
+    /// Adds the permanent layers: background colour and banner.
+    pub fn new(core: Arc<Core>, output: Output) -> Result<Self, CompositorError> {
+        let (width, height) = (core.profile.width() as i32, core.profile.height() as i32);
+
+        let (bin, background, last) = solid_bin("background", width, height)?;
+        ghost_src(&bin, &last)?;
+        let background_branch = core.attach(bin, &core.video_mixer)?;
+        place(
+            &background_branch.pad,
+            Some(Rect {
+                x: 0,
+                y: 0,
+                width,
+                height,
+            }),
+            BACKGROUND_Z,
+            true,
+            false,
+        );
+
+        // Silence under the sources' audio: the mix, and so the program's
+        // audio, keeps going when nobody on stage has any.
+        let silence = silence_bin()?;
+        let silence_branch = core.attach(silence, &core.audio_mixer)?;
+
+        // A full-width bar in the lower third.
+        let bar_height = (height * 12 / 100) & !1;
+        let rect = Rect {
+            x: 0,
+            y: (height - bar_height - height * 8 / 100) & !1,
+            width,
+            height: bar_height,
+        };
+        let (bin, bar, last) = solid_bin("banner", width, bar_height)?;
+        let text = gst::ElementFactory::make("textoverlay")
+            .property_from_str("valignment", "center")
+            .property_from_str("halignment", "left")
+            .property("xpad", width / 32)
+            .property("auto-resize", false)
+            .property(
+                "font-desc",
+                format!("Sans Bold {}", (bar_height * 2 / 5).max(8)),
+            )
+            .build()?;
+        bin.add(&text)?;
+        last.link(&text)?;
+        ghost_src(&bin, &text)?;
+        let branch = core.attach(bin, &core.video_mixer)?;
+        place(&branch.pad, Some(rect), BANNER_Z, false, false);
+
+        Ok(Self {
+            core,
+            applied: None,
+            slots: Vec::new(),
+            background,
+            _background_branch: background_branch,
+            _silence_branch: silence_branch,
+            background_image: None,
+            banner: Banner {
+                branch,
+                bar,
+                text,
+                rect,
+            },
+            logo: output.logo,
+            encoder: output.encoder,
+        })
+    }
+
+    /// Brings the pipeline to `scene`, touching only what changed.
+    pub fn apply(&mut self, scene: &Scene) -> Result<(), CompositorError> {
+        let previous = self.applied.take();
+        self.apply_slots(scene)?;
+
+        let brand_changed = previous
+            .as_ref()
+            .is_none_or(|p| p.brand_color != scene.brand_color);
+        if brand_changed {
+            self.banner
+                .bar
+                .set_property("foreground-color", scene.brand_color.argb());
+        }
+        if previous
+            .as_ref()
+            .is_none_or(|p| p.banner.text != scene.banner.text)
+        {
+            self.banner.text.set_property(
+                "text",
+                gst::glib::markup_escape_text(&scene.banner.text).as_str(),
+            );
+        }
+        let banner_shown = scene.banner.visible && !scene.banner.text.is_empty();
+        place(
+            &self.banner.branch.pad,
+            Some(self.banner.rect),
+            BANNER_Z,
+            banner_shown,
+            false,
+        );
+
+        if previous
+            .as_ref()
+            .is_none_or(|p| p.background != scene.background)
+        {
+            self.apply_background(&scene.background)?;
+        }
+        if previous.as_ref().is_none_or(|p| p.logo != scene.logo) {
+            self.apply_logo(scene.logo.as_ref())?;
+        }
+        self.applied = Some(scene.clone());
+        Ok(())
+    }
+
+    fn apply_slots(&mut self, scene: &Scene) -> Result<(), CompositorError> {
+        // Sources that left the stage go first, freeing their pads.
+        let mut kept = Vec::with_capacity(scene.on_stage.len());
+        for slot in std::mem::take(&mut self.slots) {
+            if scene.on_stage.contains(&slot.source) {
+                kept.push(slot);
+            } else {
+                tracing::info!(studio = %self.core.studio, source = %slot.source, "source left the stage");
+                slot.remove();
+            }
+        }
+        for source in &scene.on_stage {
+            let position = kept.iter().position(|slot| &slot.source == source);
+            let slot = match position {
+                Some(index) => kept.swap_remove(index),
+                None => {
+                    tracing::info!(studio = %self.core.studio, source = %source, "source joined the stage");
+                    Slot::new(
+                        self.core.clone(),
+                        source.clone(),
+                        scene.display_name(source),
+                    )?
+                }
+            };
+            self.slots.push(slot);
+        }
+
+        let (width, height) = (self.core.profile.width(), self.core.profile.height());
+        let tiles = arrange(scene.layout, self.slots.len(), width, height);
+        for (index, (slot, tile)) in self.slots.iter().zip(tiles).enumerate() {
+            slot.place(tile, SLOTS_Z + 2 * index as u32);
+            slot.set_name(scene.display_name(&slot.source));
+        }
+        Ok(())
+    }
+
+    fn apply_background(&mut self, background: &Background) -> Result<(), CompositorError> {
+        if let Some(old) = self.background_image.take() {
+            self.core.detach(old);
+        }
+        match background {
+            Background::Color(color) => {
+                self.background
+                    .set_property("foreground-color", color.argb());
+            }
+            Background::Image(image) => {
+                self.background
+                    .set_property("foreground-color", 0xFF00_0000u32);
+                let (width, height) = (self.core.profile.width(), self.core.profile.height());
+                let decoded = image::decode(image, width, height, "I420")?;
+                let bin = still_bin("background-image", decoded)?;
+                let branch = self.core.attach(bin, &self.core.video_mixer)?;
+                place(
+                    &branch.pad,
+                    Some(Rect {
+                        x: 0,
+                        y: 0,
+                        width: width as i32,
+                        height: height as i32,
+                    }),
+                    BACKGROUND_IMAGE_Z,
+                    true,
+                    false,
+                );
+                self.background_image = Some(branch);
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_logo(&mut self, logo: Option<&Image>) -> Result<(), CompositorError> {
+        let Some(logo) = logo else {
+            *lock(&self.logo) = None;
+            return Ok(());
+        };
+        let (frame_w, frame_h) = (self.core.profile.width(), self.core.profile.height());
+        let (w, h) = logo_size(logo.png_size(), frame_w, frame_h);
+        let decoded = image::decode(logo, w, h, "BGRA")?;
+        let margin = (frame_h / 30) as i32;
+        let rectangle = gst_video::VideoOverlayRectangle::new_raw(
+            &decoded.buffer,
+            frame_w as i32 - w as i32 - margin,
+            margin,
+            w,
+            h,
+            gst_video::VideoOverlayFormatFlags::empty(),
+        );
+        let composition = gst_video::VideoOverlayComposition::new([&rectangle])?;
+        *lock(&self.logo) = Some(composition);
+        Ok(())
+    }
+
+    /// Changes the encoder's bitrate; x264 takes it at the next frame.
+    pub fn set_video_bitrate(&self, kbps: u32) {
+        self.encoder.set_property("bitrate", kbps);
+    }
+
+    /// The encoder's bitrate in kb/s.
+    pub fn video_bitrate_kbps(&self) -> u32 {
+        self.encoder.property::<u32>("bitrate")
+    }
+
+    /// Takes every source off the stage (their feeders stop).
+    pub fn clear(&mut self) {
+        for slot in self.slots.drain(..) {
+            slot.remove();
+        }
+    }
+}
+
+/// The logo's size: at most 16 % of the frame's width and 14 % of its
+/// height, keeping the image's aspect ratio when it is known.
+fn logo_size(image: Option<(u32, u32)>, frame_w: u32, frame_h: u32) -> (u32, u32) {
+    let (box_w, box_h) = (frame_w * 16 / 100, frame_h * 14 / 100);
+    let Some((w, h)) = image else {
+        return (box_w, box_h);
+    };
+    let scale = f64::min(box_w as f64 / w as f64, box_h as f64 / h as f64);
+    let even = |v: f64| ((v as u32) & !1).max(2);
+    (even(w as f64 * scale), even(h as f64 * scale))
+}
+
+/// A live solid colour at `width` x `height`, black until told otherwise.
+/// Returns the bin, the source (whose `foreground-color` sets the colour)
+/// and the last element, for the caller to extend or expose.
+fn solid_bin(
+    prefix: &str,
+    width: i32,
+    height: i32,
+) -> Result<(gst::Bin, gst::Element, gst::Element), CompositorError> {
+    let bin = gst::Bin::with_name(prefix);
+    let source = gst::ElementFactory::make("videotestsrc")
+        .property("is-live", true)
+        .property_from_str("pattern", "solid-color")
+        .property("foreground-color", 0xFF00_0000u32)
+        .build()?;
+    let caps = gst::ElementFactory::make("capsfilter")
+        .property(
+            "caps",
+            gst::Caps::builder("video/x-raw")
+                .field("format", "I420")
+                .field("width", width)
+                .field("height", height)
+                .field("framerate", gst::Fraction::new(STATIC_FPS, 1))
+                .build(),
+        )
+        .build()?;
+    bin.add_many([&source, &caps])?;
+    source.link(&caps)?;
+    Ok((bin, source, caps))
+}
+
+/// Live silence in the program's format.
+fn silence_bin() -> Result<gst::Bin, CompositorError> {
+    let bin = gst::Bin::with_name("silence");
+    let source = gst::ElementFactory::make("audiotestsrc")
+        .property("is-live", true)
+        .property_from_str("wave", "silence")
+        .build()?;
+    let caps = gst::ElementFactory::make("capsfilter")
+        .property(
+            "caps",
+            gst::Caps::builder("audio/x-raw")
+                .field("rate", AUDIO_RATE as i32)
+                .field("channels", AUDIO_CHANNELS as i32)
+                .build(),
+        )
+        .build()?;
+    bin.add_many([&source, &caps])?;
+    source.link(&caps)?;
+    ghost_src(&bin, &caps)?;
+    Ok(bin)
+}
+
+/// A decoded still image repeated live.
+fn still_bin(prefix: &str, decoded: image::Decoded) -> Result<gst::Bin, CompositorError> {
+    static STILLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = STILLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let bin = gst::Bin::with_name(&format!("{prefix}-{n}"));
+    let source = gst_app::AppSrc::builder()
+        .caps(&decoded.caps)
+        .format(gst::Format::Time)
+        .build();
+    let freeze = gst::ElementFactory::make("imagefreeze")
+        .property("is-live", true)
+        .build()?;
+    let rate = gst::ElementFactory::make("capsfilter")
+        .property(
+            "caps",
+            gst::Caps::builder("video/x-raw")
+                .field("framerate", gst::Fraction::new(STATIC_FPS, 1))
+                .build(),
+        )
+        .build()?;
+    bin.add_many([source.upcast_ref(), &freeze, &rate])?;
+    gst::Element::link_many([source.upcast_ref(), &freeze, &rate])?;
+    ghost_src(&bin, &rate)?;
+    // Queued now, pushed once the branch plays; imagefreeze repeats it.
+    source
+        .push_buffer(decoded.buffer)
+        .map_err(|e| CompositorError::Pipeline(e.to_string()))?;
+    let _ = source.end_of_stream();
+    Ok(bin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logos_keep_their_aspect_inside_the_corner_box() {
+        assert_eq!(logo_size(Some((400, 100)), 1280, 720), (204, 50));
+        assert_eq!(logo_size(Some((100, 100)), 1280, 720), (100, 100));
+        assert_eq!(logo_size(None, 1280, 720), (204, 100));
+        let (w, h) = logo_size(Some((1, 1000)), 1920, 1080);
+        assert!(w >= 2 && h <= 151);
+    }
+}

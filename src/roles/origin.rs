@@ -1,0 +1,91 @@
+//! The origin role: composes live studios and restreams them, driven by the
+//! control plane over its internal API, reading sources from edges over
+//! the mesh.
+
+use anyhow::Context;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use buildstream_mesh::{MeshClient, NodeIdentity, Tracks};
+use buildstream_origin::{Broadcasts, OriginConfig};
+use buildstream_service::{ApiError, NodeToken};
+use buildstream_studio::{NodeInfo, Role};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::control_link::ControlLink;
+use super::mesh_sources::MeshSources;
+use crate::config::{Secrets, Settings};
+
+/// Runs an origin until `cancel` fires; every broadcast ends cleanly first.
+pub async fn run(
+    settings: Settings,
+    secrets: Secrets,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let origin = &settings.origin;
+    let identity_dir = settings.data_dir.join("nodes").join(&origin.id);
+    let identity = NodeIdentity::load_or_create(&identity_dir)
+        .context("loading the origin's mesh identity")?;
+    let client = MeshClient::new(&identity).context("binding the mesh client")?;
+    let control = ControlLink::new(&origin.control_url, &secrets.node_token)?;
+
+    let sources = MeshSources::new(client);
+    let edges = tokio::spawn(
+        sources
+            .clone()
+            .follow_edges(control.clone(), cancel.clone()),
+    );
+
+    let config = OriginConfig {
+        extra_ca_file: origin.extra_ca_file.clone(),
+        program_tracks: Some(Tracks::new()),
+    };
+    let broadcasts = Broadcasts::new(sources, config).context("starting the origin")?;
+    let token = NodeToken::new(&secrets.node_token);
+    let app = buildstream_origin::broadcast::router(broadcasts.clone()).layer(
+        axum::middleware::from_fn_with_state(token, require_node_token),
+    );
+
+    let listener = TcpListener::bind(origin.listen)
+        .await
+        .with_context(|| format!("binding origin API on {}", origin.listen))?;
+    let info = NodeInfo {
+        id: origin.id.clone(),
+        role: Role::Origin,
+        region: settings.region.clone(),
+        api_url: settings.origin_api_url(),
+        mesh_addr: String::new(),
+        fingerprint: identity.fingerprint().to_string(),
+        ingest_url: String::new(),
+    };
+    tracing::info!(node = %info.id, api = %info.api_url, "origin started");
+    let heartbeat = tokio::spawn(control.heartbeat(info, cancel.clone()));
+
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(cancel.clone().cancelled_owned())
+        .await
+        .context("serving origin API");
+    broadcasts.stop_all().await;
+    let _ = heartbeat.await;
+    let _ = edges.await;
+    tracing::info!("origin stopped");
+    served
+}
+
+/// Only the control plane, holding the node token, may drive broadcasts.
+async fn require_node_token(
+    State(token): State<NodeToken>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(presented) if token.accepts(presented) => next.run(request).await,
+        _ => ApiError::unauthorized("node token required").into_response(),
+    }
+}

@@ -1,0 +1,406 @@
+//! Going live end to end, with real peers: ffmpeg publishes two sources over
+//! RTMP, the studio composes them and restreams to two nginx-rtmp servers
+//! (one behind TLS, trusted through a test CA) and to a port where nothing
+//! listens. ffprobe and decoded frames check what arrived.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::*;
+
+/// Each deployment composes 720p30 from two publishers; two at once would
+/// starve a small CI machine, so the tests here take turns.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const NODE_TOKEN: &str = "test-node-token-0123456789";
+
+/// Ports and files of one deployment under test.
+struct Deployment {
+    api: String,
+    ingest_port: u16,
+    procs: Vec<Proc>,
+    _data: TempDir,
+}
+
+fn common_env(command: &mut Command, data: &Path, ca: &TestCa) {
+    command
+        .env("BUILDSTREAM_DATA_DIR", data)
+        .env("BUILDSTREAM_EXTRA_CA_FILE", &ca.ca_cert)
+        .env("BUILDSTREAM_LOG", "info,moq_transport=error")
+        .env("BUILDSTREAM_NODE_TOKEN", NODE_TOKEN)
+        .env(
+            "BUILDSTREAM_TOKEN_SECRET",
+            "test-token-secret-0123456789abcdef0123",
+        )
+        .stdin(Stdio::null());
+    if std::env::var_os("BUILDSTREAM_TEST_LOGS").is_none() {
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+    }
+}
+
+impl Deployment {
+    /// `buildstream dev`: everything in one process.
+    async fn dev(ca: &TestCa) -> Self {
+        let data = TempDir::new("dev");
+        let http = free_tcp_port();
+        let ingest_port = free_tcp_port();
+        let mut command = Command::new(buildstream_bin());
+        command
+            .arg("dev")
+            .env("BUILDSTREAM_HTTP_LISTEN", format!("127.0.0.1:{http}"))
+            .env(
+                "BUILDSTREAM_RTMP_LISTEN",
+                format!("127.0.0.1:{ingest_port}"),
+            )
+            .env(
+                "BUILDSTREAM_MESH_LISTEN",
+                format!("127.0.0.1:{}", free_udp_port()),
+            )
+            .env(
+                "BUILDSTREAM_ORIGIN_LISTEN",
+                format!("127.0.0.1:{}", free_tcp_port()),
+            );
+        common_env(&mut command, data.path(), ca);
+        let procs = vec![Proc::spawn("buildstream dev", &mut command)];
+        Self::ready(http, ingest_port, procs, data).await
+    }
+
+    /// `buildstream control`, `edge` and `origin` as three processes.
+    async fn three_processes(ca: &TestCa) -> Self {
+        let data = TempDir::new("roles");
+        let http = free_tcp_port();
+        let ingest_port = free_tcp_port();
+        let control_url = format!("http://127.0.0.1:{http}");
+        let mut procs = Vec::new();
+        for role in ["control", "edge", "origin"] {
+            let role_data = data.path().join(role);
+            let mut command = Command::new(buildstream_bin());
+            command
+                .arg(role)
+                .env("BUILDSTREAM_HTTP_LISTEN", format!("127.0.0.1:{http}"))
+                .env("BUILDSTREAM_CONTROL_URL", &control_url)
+                .env(
+                    "BUILDSTREAM_RTMP_LISTEN",
+                    format!("127.0.0.1:{ingest_port}"),
+                )
+                .env(
+                    "BUILDSTREAM_MESH_LISTEN",
+                    format!("127.0.0.1:{}", free_udp_port()),
+                )
+                .env(
+                    "BUILDSTREAM_ORIGIN_LISTEN",
+                    format!("127.0.0.1:{}", free_tcp_port()),
+                );
+            common_env(&mut command, &role_data, ca);
+            procs.push(Proc::spawn(&format!("buildstream {role}"), &mut command));
+        }
+        Self::ready(http, ingest_port, procs, data).await
+    }
+
+    async fn ready(http: u16, ingest_port: u16, procs: Vec<Proc>, data: TempDir) -> Self {
+        let api = format!("http://127.0.0.1:{http}");
+        wait_http_ok(&format!("{api}/healthz"), Duration::from_secs(30)).await;
+        // The media nodes are usable once they have registered.
+        for role in ["edge", "origin"] {
+            let url = format!("{api}/internal/v1/nodes?role={role}");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let nodes: Value = reqwest::Client::new()
+                    .get(&url)
+                    .bearer_auth(NODE_TOKEN)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if nodes.as_array().is_some_and(|n| !n.is_empty()) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "no {role} registered");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Self {
+            api,
+            ingest_port,
+            procs,
+            _data: data,
+        }
+    }
+
+    /// CPU seconds used so far by the deployment's processes.
+    fn cpu_seconds(&self) -> f64 {
+        self.procs
+            .iter()
+            .map(|p| process_cpu_seconds(p.pid()))
+            .sum()
+    }
+}
+
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces) start at ")".
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn recorded_seconds(path: &Path) -> f64 {
+    ffprobe(path).map(|p| p.duration).unwrap_or(0.0)
+}
+
+fn destination<'a>(status: &'a Value, id: &str) -> &'a Value {
+    status["destinations"]
+        .as_array()
+        .and_then(|all| all.iter().find(|d| d["id"] == id))
+        .unwrap_or(&Value::Null)
+}
+
+async fn wait_status(api: &Api, studio: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = api
+            .ok("GET", &format!("/api/v1/studios/{studio}/broadcast"), None)
+            .await;
+        if check(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The whole go-live flow against one deployment.
+async fn go_live(deployment: &Deployment, ca: &TestCa) {
+    let mut plain = Nginx::start("sink-plain", None);
+    let tls = Nginx::start("sink-tls", Some(ca));
+    let refused_port = free_tcp_port();
+
+    let api = Api::sign_up(&deployment.api).await;
+    let studio = api
+        .ok(
+            "POST",
+            "/api/v1/studios",
+            Some(json!({"name": "End to end"})),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut sources = Vec::new();
+    for name in ["Red camera", "Blue camera"] {
+        let source = api
+            .ok(
+                "POST",
+                &format!("/api/v1/studios/{studio}/sources"),
+                Some(json!({"kind": "rtmp", "name": name})),
+            )
+            .await;
+        assert_eq!(
+            source["ingest_url"],
+            format!("rtmp://127.0.0.1:{}/live", deployment.ingest_port)
+        );
+        sources.push(source);
+    }
+    let ids: Vec<String> = sources
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+
+    api.ok(
+        "PUT",
+        &format!("/api/v1/studios/{studio}/scene"),
+        Some(json!({"layout": "split", "on_stage": ids, "brand_color": "#00c000"})),
+    )
+    .await;
+
+    let mut destinations = Vec::new();
+    for (name, url, key) in [
+        ("plain", plain.rtmp_url(), "program"),
+        ("tls", tls.rtmps_url(), "program"),
+        (
+            "refusing",
+            format!("rtmp://127.0.0.1:{refused_port}/live"),
+            "nothing",
+        ),
+    ] {
+        let dest = api
+            .ok(
+                "POST",
+                &format!("/api/v1/studios/{studio}/destinations"),
+                Some(json!({"platform": "custom", "name": name, "url": url, "stream_key": key})),
+            )
+            .await;
+        destinations.push(dest["id"].as_str().unwrap().to_owned());
+    }
+
+    let _red = publish_color(sources[0]["publish_url"].as_str().unwrap(), "red", &[]);
+    let _blue = publish_color(sources[1]["publish_url"].as_str().unwrap(), "blue", &[]);
+
+    let cpu_before = deployment.cpu_seconds();
+    let started = Instant::now();
+    let (status, body) = api
+        .call("POST", &format!("/api/v1/studios/{studio}/broadcast"), None)
+        .await;
+    assert_eq!(status, 202, "{body}");
+
+    let plain_recording = plain.recording("program");
+    let tls_recording = tls.recording("program");
+    wait_for("first media at the sink", Duration::from_secs(30), || {
+        (std::fs::metadata(&plain_recording)
+            .map(|m| m.len())
+            .unwrap_or(0)
+            > 0)
+        .then_some(())
+    });
+    println!(
+        "time from go-live to first media at the sink: {:?}",
+        started.elapsed()
+    );
+
+    // Both live sinks get the program; the refusing one retries with its error.
+    let status = wait_status(&api, &studio, "destination states", |s| {
+        destination(s, &destinations[0])["state"] == "live"
+            && destination(s, &destinations[1])["state"] == "live"
+            && destination(s, &destinations[2])["state"] == "retrying"
+    })
+    .await;
+    let refused = destination(&status, &destinations[2]);
+    assert!(
+        refused["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refused")),
+        "{refused}"
+    );
+
+    wait_for(
+        "12 s of program at both sinks",
+        Duration::from_secs(60),
+        || {
+            (recorded_seconds(&plain_recording) >= 12.0 && recorded_seconds(&tls_recording) >= 12.0)
+                .then_some(())
+        },
+    );
+    let cpu_used = deployment.cpu_seconds() - cpu_before;
+    println!(
+        "cpu seconds per minute of output (2 sources, 720p30, 3 destinations): {:.1}",
+        cpu_used / started.elapsed().as_secs_f64() * 60.0
+    );
+
+    for recording in [&plain_recording, &tls_recording] {
+        let probe = ffprobe(recording).expect("probing the recording");
+        assert_eq!(probe.video_codec, "h264", "{probe:?}");
+        assert_eq!((probe.width, probe.height), (1280, 720), "{probe:?}");
+        assert!((probe.frame_rate - 30.0).abs() < 1.0, "{probe:?}");
+        assert_eq!(probe.audio_codec, "aac", "{probe:?}");
+        let frame = RgbFrame::grab(recording, 1.0).expect("decoding a frame");
+        let (left, right) = (frame.mean(0.25, 0.5, 40), frame.mean(0.75, 0.5, 40));
+        assert!(
+            looks(left, "red"),
+            "left half should be the red source: {left:?}"
+        );
+        assert!(
+            looks(right, "blue"),
+            "right half should be the blue source: {right:?}"
+        );
+    }
+
+    // A sink that restarts mid-stream gets the program again on its own,
+    // and its recording continues.
+    let before_restart = recorded_seconds(&plain_recording);
+    plain.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    plain.resume();
+    wait_status(&api, &studio, "the restarted sink to be live again", |s| {
+        let d = destination(s, &destinations[0]);
+        d["state"] == "live" && d["connections"].as_u64().unwrap_or(0) >= 2
+    })
+    .await;
+    wait_for("the recording to continue", Duration::from_secs(30), || {
+        (recorded_seconds(&plain_recording) >= before_restart + 4.0).then_some(())
+    });
+    let status = api
+        .ok("GET", &format!("/api/v1/studios/{studio}/broadcast"), None)
+        .await;
+    assert_eq!(
+        destination(&status, &destinations[1])["connections"],
+        1,
+        "the TLS sink was not disturbed"
+    );
+
+    // A scene change applies live: solo shows the first source full frame,
+    // the banner appears in the brand colour over the lower third.
+    api.ok(
+        "PUT",
+        &format!("/api/v1/studios/{studio}/scene"),
+        Some(json!({
+            "layout": "solo",
+            "on_stage": [ids[0]],
+            "banner": {"text": "Scene changed", "visible": true},
+            "brand_color": "#00c000"
+        })),
+    )
+    .await;
+    let changed_at = recorded_seconds(&tls_recording);
+    wait_for(
+        "the scene change to be recorded",
+        Duration::from_secs(30),
+        || (recorded_seconds(&tls_recording) >= changed_at + 4.0).then_some(()),
+    );
+    let frame = RgbFrame::grab(&tls_recording, 1.0).expect("decoding a frame");
+    let top_right = frame.mean(0.75, 0.3, 40);
+    assert!(
+        looks(top_right, "red"),
+        "solo: the red source fills the frame: {top_right:?}"
+    );
+    let banner = frame.mean(0.9, 0.86, 10);
+    assert!(
+        looks(banner, "green"),
+        "banner bar in the brand colour: {banner:?}"
+    );
+
+    let (status, _) = api
+        .call(
+            "DELETE",
+            &format!("/api/v1/studios/{studio}/broadcast"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let status = api
+        .ok("GET", &format!("/api/v1/studios/{studio}/broadcast"), None)
+        .await;
+    assert_eq!(status["state"], "offline");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_live_in_one_process() {
+    let _turn = HEAVY.lock().await;
+    init();
+    let certs = TempDir::new("ca");
+    let ca = TestCa::create(certs.path());
+    let deployment = Deployment::dev(&ca).await;
+    go_live(&deployment, &ca).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_live_with_control_edge_and_origin_as_processes() {
+    let _turn = HEAVY.lock().await;
+    init();
+    let certs = TempDir::new("ca");
+    let ca = TestCa::create(certs.path());
+    let deployment = Deployment::three_processes(&ca).await;
+    go_live(&deployment, &ca).await;
+}
