@@ -322,6 +322,17 @@ mod tests {
     }
 
     #[test]
+    fn example_file_parses_to_the_defaults() {
+        let example: Settings = toml::from_str(include_str!("../buildstream.example.toml")).unwrap();
+        let defaults = Settings::default();
+        assert_eq!(example.control.listen, defaults.control.listen);
+        assert_eq!(example.edge.rtmp_listen, defaults.edge.rtmp_listen);
+        assert_eq!(example.edge.mesh_listen, defaults.edge.mesh_listen);
+        assert_eq!(example.origin.listen, defaults.origin.listen);
+        assert_eq!(example.data_dir, defaults.data_dir);
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         assert!(toml::from_str::<Settings>("datadir = \"x\"").is_err());
     }

@@ -154,6 +154,16 @@ fn process_cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+fn peak_memory_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?.to_owned();
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
 fn recorded_seconds(path: &Path) -> f64 {
     ffprobe(path).map(|p| p.duration).unwrap_or(0.0)
 }
@@ -246,8 +256,10 @@ async fn go_live(deployment: &Deployment, ca: &TestCa) {
         destinations.push(dest["id"].as_str().unwrap().to_owned());
     }
 
+    // The red camera is on before the show starts, the blue one joins after:
+    // its slot shows a placeholder until then.
     let _red = publish_color(sources[0]["publish_url"].as_str().unwrap(), "red", &[]);
-    let _blue = publish_color(sources[1]["publish_url"].as_str().unwrap(), "blue", &[]);
+    let blue_url = sources[1]["publish_url"].as_str().unwrap().to_owned();
 
     let cpu_before = deployment.cpu_seconds();
     let started = Instant::now();
@@ -255,6 +267,7 @@ async fn go_live(deployment: &Deployment, ca: &TestCa) {
         .call("POST", &format!("/api/v1/studios/{studio}/broadcast"), None)
         .await;
     assert_eq!(status, 202, "{body}");
+    let mut blue = publish_color(&blue_url, "blue", &[]);
 
     let plain_recording = plain.recording("program");
     let tls_recording = tls.recording("program");
@@ -340,6 +353,23 @@ async fn go_live(deployment: &Deployment, ca: &TestCa) {
         "the TLS sink was not disturbed"
     );
 
+    // A source that vanishes leaves a placeholder in its slot while the
+    // program goes on; when it comes back, it is back in its slot.
+    blue.kill();
+    let dropped_at = recorded_seconds(&tls_recording);
+    wait_for("the program to go on without the blue camera", Duration::from_secs(30), || {
+        (recorded_seconds(&tls_recording) >= dropped_at + 4.0).then_some(())
+    });
+    let frame = RgbFrame::grab(&tls_recording, 0.5).expect("decoding a frame");
+    let (left, right) = (frame.mean(0.25, 0.5, 40), frame.mean(0.75, 0.5, 40));
+    assert!(looks(left, "red"), "the red source stays: {left:?}");
+    assert!(!looks(right, "blue"), "the blue slot shows a placeholder: {right:?}");
+    let _blue_again = publish_color(&blue_url, "blue", &[]);
+    wait_for("the blue camera back in its slot", Duration::from_secs(30), || {
+        let frame = RgbFrame::grab(&tls_recording, 0.5)?;
+        looks(frame.mean(0.75, 0.5, 40), "blue").then_some(())
+    });
+
     // A scene change applies live: solo shows the first source full frame,
     // the banner appears in the brand colour over the lower third.
     api.ok(
@@ -370,6 +400,10 @@ async fn go_live(deployment: &Deployment, ca: &TestCa) {
         looks(banner, "green"),
         "banner bar in the brand colour: {banner:?}"
     );
+
+    for proc in &deployment.procs {
+        println!("peak memory of {}: {} kB", proc.name, peak_memory_kb(proc.pid()));
+    }
 
     let (status, _) = api
         .call(
