@@ -394,7 +394,12 @@ fn error_code(values: &[Amf0Value]) -> Option<String> {
 
 fn push_result(outbound: &mut Vec<u8>, result: ClientSessionResult) {
     if let ClientSessionResult::OutboundResponse(packet) = result {
-        outbound.extend_from_slice(&packet.bytes);
+        if outbound.is_empty() {
+            // The usual case for a frame: take the chunked bytes as they are.
+            *outbound = packet.bytes;
+        } else {
+            outbound.extend_from_slice(&packet.bytes);
+        }
     }
 }
 
@@ -585,7 +590,8 @@ mod tests {
                 if stream_key == "secret-key" && app_name == "live")));
         assert!(server.events.iter().any(|e| matches!(e,
             ServerSessionEvent::StreamMetadataChanged { metadata, .. }
-                if metadata.video_width == Some(1280) && metadata.audio_sample_rate == Some(48_000))));
+                if metadata.video_width == Some(1280)
+                    && metadata.audio_sample_rate == Some(48_000))));
 
         let video_header = Arc::new(crate::flv::avc_sequence_header_body(&[1, 0x64, 0, 0x1f]));
         let audio_header = Arc::new(crate::flv::aac_sequence_header_body(&[0x11, 0x90]));
@@ -641,7 +647,8 @@ mod tests {
                 if command_name == "FCUnpublish")));
         assert!(matches!(
             server.events.last(),
-            Some(ServerSessionEvent::PublishStreamFinished { stream_key, .. }) if stream_key == "secret-key"
+            Some(ServerSessionEvent::PublishStreamFinished { stream_key, .. })
+                if stream_key == "secret-key"
         ));
     }
 
@@ -700,7 +707,7 @@ mod tests {
         let long_key = Amf0Value::Utf8String("k".repeat(5000));
         let framed = own_command("FCUnpublish", vec![long_key]).unwrap();
         // One full header (12 bytes) and one continuation byte.
-        let continuation = framed.iter().skip(12 + CHUNK_SIZE as usize).next().copied();
+        let continuation = framed.get(12 + CHUNK_SIZE as usize).copied();
         assert_eq!(continuation, Some(0xC0 | OWN_CHUNK_STREAM));
 
         // A real deserializer reads it back whole.

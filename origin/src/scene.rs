@@ -550,7 +550,10 @@ impl From<OutputProfile> for RawProfile {
 mod tests {
     use super::*;
 
-    const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+    const PNG_1X1: &str = concat!(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAE",
+        "hQGAhKmMIQAAAABJRU5ErkJggg=="
+    );
 
     #[test]
     fn parses_a_full_scene() {

@@ -1,13 +1,15 @@
 //! The origin's internal HTTP API, for the control plane.
 //!
+//! Paths are under `/internal/v1/broadcasts/{studio}`:
+//!
 //! | method | path | body | answer |
 //! |---|---|---|---|
-//! | PUT | `/internal/v1/broadcasts/{studio}` | [`BroadcastSpec`] | 201 + status |
-//! | GET | `/internal/v1/broadcasts/{studio}` | | 200 + status |
-//! | DELETE | `/internal/v1/broadcasts/{studio}` | | 204 |
-//! | PUT | `/internal/v1/broadcasts/{studio}/scene` | [`Scene`] | 204 |
-//! | PUT | `/internal/v1/broadcasts/{studio}/destinations/{id}` | [`DestinationSpec`] | 200 + status |
-//! | DELETE | `/internal/v1/broadcasts/{studio}/destinations/{id}` | | 204 |
+//! | PUT | (root) | [`BroadcastSpec`] | 201 (started) or 200 (updated) + status |
+//! | GET | (root) | | 200 + status |
+//! | DELETE | (root) | | 204 |
+//! | PUT | `/scene` | [`Scene`] | 204 |
+//! | PUT | `/destinations/{id}` | [`DestinationSpec`] | 200 + status |
+//! | DELETE | `/destinations/{id}` | | 204 |
 //!
 //! Errors are `{"error": {"code", "message"}}`. Authentication is the
 //! mounting service's job.
@@ -49,8 +51,13 @@ async fn start(
 ) -> Result<(StatusCode, Json<BroadcastStatus>), ApiError> {
     let studio = StudioId::new(&studio)?;
     let Json(spec) = body?;
-    let status = broadcasts.start(&studio, spec).await?;
-    Ok((StatusCode::CREATED, Json(status)))
+    let (status, started) = broadcasts.put(&studio, spec).await?;
+    let code = if started {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((code, Json(status)))
 }
 
 async fn status(
@@ -180,7 +187,8 @@ async fn log_server_errors(request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
     if response.status().is_server_error() {
-        tracing::error!(%method, %path, status = response.status().as_u16(), "internal api request failed");
+        let status = response.status().as_u16();
+        tracing::error!(%method, %path, status, "internal api request failed");
     }
     response
 }

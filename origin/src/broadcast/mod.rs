@@ -175,8 +175,9 @@ struct Broadcast {
     studio: StudioId,
     started_at: SystemTime,
     profile: OutputProfile,
-    /// `None` while starting and after stopping.
-    compositor: Mutex<Option<Compositor>>,
+    /// `None` while starting and after stopping. Shared so that status
+    /// reads never wait for a scene change in progress.
+    compositor: Mutex<Option<Arc<Compositor>>>,
     destinations: Destinations,
     /// Serialises changes to this broadcast (scene, destinations, stop).
     changing: tokio::sync::Mutex<()>,
@@ -199,7 +200,8 @@ impl Broadcasts {
     }
 
     /// Takes a studio live: builds its pipeline, applies the first scene and
-    /// starts its destinations.
+    /// starts its destinations. Fails with [`BroadcastError::AlreadyLive`]
+    /// if it is live already; see [`Broadcasts::put`].
     pub async fn start(
         &self,
         studio: &StudioId,
@@ -207,15 +209,7 @@ impl Broadcasts {
     ) -> Result<BroadcastStatus, BroadcastError> {
         let fanout = Fanout::new();
         let destinations = Destinations::new(fanout.clone(), spec.output, self.inner.tls.clone());
-        let mut named = Vec::with_capacity(spec.destinations.len());
-        for entry in spec.destinations {
-            let id = DestinationId::new(&entry.id)?;
-            if named.iter().any(|(other, _)| other == &id) {
-                return Err(BroadcastError::DuplicateDestination);
-            }
-            destinations.check(&entry.spec)?;
-            named.push((id, entry.spec));
-        }
+        let named = checked_destinations(&destinations, spec.destinations)?;
 
         let broadcast = Arc::new(Broadcast {
             studio: studio.clone(),
@@ -254,14 +248,57 @@ impl Broadcasts {
                 return Err(error.into());
             }
         };
-        *lock(&broadcast.compositor) = Some(compositor);
+        *lock(&broadcast.compositor) = Some(Arc::new(compositor));
 
         for (id, spec) in named {
-            broadcast.destinations.add(id, spec).await?;
+            if let Err(error) = broadcast.destinations.add(id, spec).await {
+                // Checked above, so this does not happen; if it did, a
+                // half-started broadcast must not stay behind.
+                lock(&self.inner.live).remove(studio);
+                broadcast.shut_down().await;
+                return Err(error.into());
+            }
         }
         broadcast.fit_bitrate();
         tracing::info!(studio = %studio, "broadcast started");
         Ok(broadcast.status())
+    }
+
+    /// Starts the studio, or brings its live broadcast to `spec`: with the
+    /// same output profile the scene and destinations change in place
+    /// (unchanged destinations keep their connection); a different profile
+    /// restarts the broadcast. Returns the status and whether it started.
+    pub async fn put(
+        &self,
+        studio: &StudioId,
+        spec: BroadcastSpec,
+    ) -> Result<(BroadcastStatus, bool), BroadcastError> {
+        let Ok(broadcast) = self.find(studio) else {
+            return Ok((self.start(studio, spec).await?, true));
+        };
+        if broadcast.profile != spec.output {
+            tracing::info!(studio = %studio, "output profile changed, restarting broadcast");
+            self.stop(studio).await?;
+            return Ok((self.start(studio, spec).await?, true));
+        }
+
+        let named = checked_destinations(&broadcast.destinations, spec.destinations)?;
+        let _changing = broadcast.changing.lock().await;
+        let compositor = broadcast.compositor().ok_or(BroadcastError::NotFound)?;
+        let scene = spec.scene;
+        tokio::task::spawn_blocking(move || compositor.update_scene(&scene))
+            .await
+            .map_err(|e| CompositorError::Pipeline(e.to_string()))??;
+        for id in broadcast.destinations.ids() {
+            if !named.iter().any(|(kept, _)| kept == &id) {
+                broadcast.destinations.remove(&id).await?;
+            }
+        }
+        for (id, spec) in named {
+            broadcast.destinations.add(id, spec).await?;
+        }
+        broadcast.fit_bitrate();
+        Ok((broadcast.status(), false))
     }
 
     /// Applies a new scene live.
@@ -328,12 +365,7 @@ impl Broadcasts {
             .remove(studio)
             .ok_or(BroadcastError::NotFound)?;
         let _changing = broadcast.changing.lock().await;
-        broadcast.destinations.stop_all().await;
-        let compositor = lock(&broadcast.compositor).take();
-        if let Some(compositor) = compositor {
-            let _ = tokio::task::spawn_blocking(move || compositor.stop()).await;
-        }
-        tracing::info!(studio = %broadcast.studio, "broadcast stopped");
+        broadcast.shut_down().await;
         Ok(())
     }
 
@@ -353,6 +385,20 @@ impl Broadcasts {
 }
 
 impl Broadcast {
+    /// Unpublishes every destination, then stops the pipeline.
+    async fn shut_down(&self) {
+        self.destinations.stop_all().await;
+        let compositor = lock(&self.compositor).take();
+        if let Some(compositor) = compositor {
+            let _ = tokio::task::spawn_blocking(move || compositor.stop()).await;
+        }
+        tracing::info!(studio = %self.studio, "broadcast stopped");
+    }
+
+    fn compositor(&self) -> Option<Arc<Compositor>> {
+        lock(&self.compositor).clone()
+    }
+
     /// Lowers (or restores) the encoder bitrate to what every destination
     /// accepts; x264 changes it without a restart.
     fn fit_bitrate(&self) {
@@ -360,17 +406,17 @@ impl Broadcast {
             .profile
             .video_bitrate_kbps()
             .min(self.destinations.bitrate_ceiling_kbps());
-        if let Some(compositor) = lock(&self.compositor).as_ref() {
+        if let Some(compositor) = self.compositor() {
             if compositor.video_bitrate_kbps() != target {
-                tracing::info!(studio = %self.studio, kbps = target, "video bitrate set for destinations");
+                tracing::info!(studio = %self.studio, kbps = target, "video bitrate fitted");
                 compositor.set_video_bitrate(target);
             }
         }
     }
 
     fn status(&self) -> BroadcastStatus {
-        let compositor = lock(&self.compositor);
-        let failure = compositor.as_ref().and_then(Compositor::failure);
+        let compositor = self.compositor();
+        let failure = compositor.as_deref().and_then(Compositor::failure);
         BroadcastStatus {
             studio: self.studio.to_string(),
             state: if failure.is_some() {
@@ -381,13 +427,31 @@ impl Broadcast {
             started_at: rfc3339(self.started_at),
             failure,
             output: self.profile,
-            video_bitrate_kbps: compositor.as_ref().map_or(
+            video_bitrate_kbps: compositor.as_deref().map_or(
                 self.profile.video_bitrate_kbps(),
                 Compositor::video_bitrate_kbps,
             ),
             destinations: self.destinations.statuses(),
         }
     }
+}
+
+/// Parses destination ids and checks every destination before anything
+/// starts, so that a bad one refuses the whole request.
+fn checked_destinations(
+    destinations: &Destinations,
+    entries: Vec<NamedDestination>,
+) -> Result<Vec<(DestinationId, DestinationSpec)>, BroadcastError> {
+    let mut named: Vec<(DestinationId, DestinationSpec)> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let id = DestinationId::new(&entry.id)?;
+        if named.iter().any(|(other, _)| other == &id) {
+            return Err(BroadcastError::DuplicateDestination);
+        }
+        destinations.check(&entry.spec)?;
+        named.push((id, entry.spec));
+    }
+    Ok(named)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -411,9 +475,11 @@ mod tests {
 
     #[test]
     fn a_spec_parses_with_defaults_and_named_destinations() {
-        let spec: BroadcastSpec = serde_json::from_str(
-            r#"{"destinations":[{"id":"yt","name":"YouTube","platform":"youtube","stream_key":"k"}]}"#,
-        )
+        let spec: BroadcastSpec = serde_json::from_value(serde_json::json!({
+            "destinations": [
+                {"id": "yt", "name": "YouTube", "platform": "youtube", "stream_key": "k"}
+            ]
+        }))
         .unwrap();
         assert_eq!(spec.output, OutputProfile::default());
         assert_eq!(spec.destinations[0].id, "yt");

@@ -133,7 +133,10 @@ mod tests {
     use super::*;
 
     /// 2x1 PNG: one opaque red pixel, one fully transparent pixel.
-    const PNG_RED_CLEAR: &str = "iVBORw0KGgoAAAANSUhEUgAAAAIAAAABCAYAAAD0In+KAAAAD0lEQVR4nGP4z8AARAwMAAz8Af9c/RSVAAAAAElFTkSuQmCC";
+    const PNG_RED_CLEAR: &str = concat!(
+        "iVBORw0KGgoAAAANSUhEUgAAAAIAAAABCAYAAAD0In+KAAAAD0lEQVR4nGP4z8AARAwM",
+        "AAz8Af9c/RSVAAAAAElFTkSuQmCC"
+    );
 
     fn image(b64: &str) -> Image {
         let bytes = base64::engine::general_purpose::STANDARD

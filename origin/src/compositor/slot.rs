@@ -302,14 +302,21 @@ impl Feeder {
                 tracing::info!(track = %track, "source track subscribed");
                 let mut timeline = TrackTimeline::default();
                 let mut fresh = true;
+                let mut failing = false;
                 loop {
                     let frame = tokio::select! {
                         _ = self.cancel.cancelled() => return,
                         frame = consumer.next() => frame,
                     };
                     let Some(frame) = frame else { break };
-                    if let Err(error) = self.push(frame, &mut timeline, &mut fresh) {
-                        tracing::warn!(track = %track, %error, "source frame not decoded");
+                    match self.push(frame, &mut timeline, &mut fresh) {
+                        Ok(()) => failing = false,
+                        // Once per run of failures, not thirty times a second.
+                        Err(error) if !failing => {
+                            failing = true;
+                            tracing::warn!(track = %track, %error, "source frames not decoded");
+                        }
+                        Err(error) => tracing::trace!(track = %track, %error, "frame dropped"),
                     }
                 }
                 tracing::info!(track = %track, "source track ended");
@@ -342,7 +349,12 @@ impl Feeder {
         if rebuild {
             if let Some(old) = slot.take() {
                 if self.input.kind == Kind::Video {
-                    lock(&self.view).video_pad = None;
+                    // The placeholder covers the slot until the new decoder
+                    // delivers its first frame.
+                    let mut view = lock(&self.view);
+                    view.video_pad = None;
+                    view.video_live = false;
+                    view.apply();
                 }
                 self.core.detach(old.branch);
             }
@@ -471,7 +483,8 @@ impl Feeder {
             view.video_pad = Some(branch.pad.clone());
             view.apply();
         }
-        tracing::debug!(track = %self.input.name, codec = config.codec.as_str(), "decoder attached");
+        let codec = config.codec.as_str();
+        tracing::debug!(track = %self.input.name, codec, "decoder attached");
         Ok(Decoder {
             branch,
             appsrc,

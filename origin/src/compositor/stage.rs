@@ -31,12 +31,12 @@ pub(crate) struct Stage {
     applied: Option<Scene>,
     slots: Vec<Slot>,
     background: gst::Element,
+    // Permanent layers, kept for the life of the pipeline.
     _background_branch: Branch,
     _silence_branch: Branch,
     background_image: Option<Branch>,
     banner: Banner,
     logo: LogoSlot,
-    encoder: gst::Element,
 }
 
 struct Banner {
@@ -47,7 +47,7 @@ struct Banner {
 }
 
 impl Stage {
-    /// Adds the permanent layers: background colour and banner.
+    /// Adds the permanent layers: background colour, silence and banner.
     pub fn new(core: Arc<Core>, output: Output) -> Result<Self, CompositorError> {
         let (width, height) = (core.profile.width() as i32, core.profile.height() as i32);
 
@@ -112,7 +112,6 @@ impl Stage {
                 rect,
             },
             logo: output.logo,
-            encoder: output.encoder,
         })
     }
 
@@ -167,7 +166,8 @@ impl Stage {
             if scene.on_stage.contains(&slot.source) {
                 kept.push(slot);
             } else {
-                tracing::info!(studio = %self.core.studio, source = %slot.source, "source left the stage");
+                let studio = &self.core.studio;
+                tracing::info!(%studio, source = %slot.source, "source left the stage");
                 slot.remove();
             }
         }
@@ -176,7 +176,8 @@ impl Stage {
             let slot = match position {
                 Some(index) => kept.swap_remove(index),
                 None => {
-                    tracing::info!(studio = %self.core.studio, source = %source, "source joined the stage");
+                    let studio = &self.core.studio;
+                    tracing::info!(%studio, %source, "source joined the stage");
                     Slot::new(
                         self.core.clone(),
                         source.clone(),
@@ -250,16 +251,6 @@ impl Stage {
         let composition = gst_video::VideoOverlayComposition::new([&rectangle])?;
         *lock(&self.logo) = Some(composition);
         Ok(())
-    }
-
-    /// Changes the encoder's bitrate; x264 takes it at the next frame.
-    pub fn set_video_bitrate(&self, kbps: u32) {
-        self.encoder.set_property("bitrate", kbps);
-    }
-
-    /// The encoder's bitrate in kb/s.
-    pub fn video_bitrate_kbps(&self) -> u32 {
-        self.encoder.property::<u32>("bitrate")
     }
 
     /// Takes every source off the stage (their feeders stop).

@@ -275,8 +275,8 @@ pub struct Destinations {
 }
 
 struct Entry {
-    name: String,
-    platform: Platform,
+    /// As given; kept to tell a repeated PUT from a changed one.
+    spec: DestinationSpec,
     status: Arc<StatusCell>,
     cancel: CancellationToken,
     task: JoinHandle<()>,
@@ -299,13 +299,24 @@ impl Destinations {
     }
 
     /// Starts a sender for `id`, replacing (and stopping) any previous one.
-    /// Must be called within a Tokio runtime.
+    /// The same spec again leaves a working sender alone; one that gave up
+    /// starts over. Must be called within a Tokio runtime.
     pub async fn add(
         &self,
         id: DestinationId,
         spec: DestinationSpec,
     ) -> Result<(), DestinationError> {
         let endpoint = self.endpoint(&spec)?;
+        let unchanged = lock(&self.entries).get(&id).is_some_and(|entry| {
+            entry.spec == spec
+                && !matches!(
+                    entry.status.state(),
+                    DestinationState::Failed { .. } | DestinationState::Stopped
+                )
+        });
+        if unchanged {
+            return Ok(());
+        }
         self.remove(&id).await.ok();
 
         let subscription = self.fanout.attach(id.as_str(), QUEUE_PACKETS);
@@ -322,8 +333,7 @@ impl Destinations {
         };
         let task = tokio::spawn(sender.run());
         let entry = Entry {
-            name: spec.name,
-            platform: spec.platform,
+            spec,
             status,
             cancel,
             task,
@@ -340,6 +350,11 @@ impl Destinations {
         self.fanout.detach(id.as_str());
         stop_entry(entry).await;
         Ok(())
+    }
+
+    /// Ids of the current destinations.
+    pub fn ids(&self) -> Vec<DestinationId> {
+        lock(&self.entries).keys().cloned().collect()
     }
 
     /// Stops every destination, each unpublishing and closing in parallel.
@@ -359,7 +374,11 @@ impl Destinations {
         let entries = lock(&self.entries);
         let mut statuses: Vec<DestinationStatus> = entries
             .iter()
-            .map(|(id, entry)| entry.status.snapshot(id, &entry.name, entry.platform))
+            .map(|(id, entry)| {
+                entry
+                    .status
+                    .snapshot(id, &entry.spec.name, entry.spec.platform)
+            })
             .collect();
         statuses.sort_by(|a, b| a.id.cmp(&b.id));
         statuses
@@ -369,7 +388,7 @@ impl Destinations {
     pub fn bitrate_ceiling_kbps(&self) -> u32 {
         lock(&self.entries)
             .values()
-            .map(|e| e.platform.limits(&self.profile).max_video_bitrate_kbps)
+            .map(|e| e.spec.platform.limits(&self.profile).max_video_bitrate_kbps)
             .min()
             .unwrap_or(u32::MAX)
     }

@@ -117,7 +117,7 @@ impl StatusCell {
         inner.since = SystemTime::now();
     }
 
-    fn state(&self) -> DestinationState {
+    pub fn state(&self) -> DestinationState {
         lock(&self.inner).state.clone()
     }
 
@@ -251,9 +251,10 @@ impl Sender {
 
     async fn connect_and_publish(&mut self) -> Result<Ended, SendError> {
         let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
+        let connecting = connect(&self.endpoint.host, self.endpoint.port);
         let tcp = tokio::select! {
             _ = self.cancel.cancelled() => return Ok(Ended::Stopped),
-            tcp = tokio::time::timeout_at(deadline, connect(&self.endpoint.host, self.endpoint.port)) => tcp
+            tcp = tokio::time::timeout_at(deadline, connecting) => tcp
                 .map_err(|_| SendError::SetupTimeout)?
                 .map_err(SendError::Connect)?,
         };

@@ -1,0 +1,313 @@
+//! Composition end to end: ffmpeg-encoded sources go through mesh tracks
+//! into the compositor, the program goes to a real nginx-rtmp, and ffmpeg /
+//! ffprobe look at what came out.
+
+mod support;
+
+use std::time::Duration;
+
+use buildstream_mesh::{Codec, TrackName, Tracks};
+use buildstream_origin::{BroadcastSpec, OriginConfig, Scene};
+use serde_json::json;
+use support::nginx::Nginx;
+use support::probe::{grab, mean_volume_db, probe, Colour};
+use support::source::TestSource;
+
+const W: u32 = 1280;
+const H: u32 = 720;
+
+fn spec(nginx: &Nginx, key: &str, scene: serde_json::Value) -> BroadcastSpec {
+    serde_json::from_value(json!({
+        "output": {"width": W, "height": H, "framerate": 30},
+        "scene": scene,
+        "destinations": [{"id": "local", "name": "nginx", "url": nginx.url(), "stream_key": key}],
+    }))
+    .expect("spec")
+}
+
+fn scene(value: serde_json::Value) -> Scene {
+    serde_json::from_value(value).expect("scene")
+}
+
+/// A solid-colour image made by ffmpeg, base64: `codec` is `png` or `mjpeg`.
+async fn image(color: &str, size: &str, codec: &str, pix_fmt: &str) -> String {
+    let output = tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi"])
+        .args(["-i", &format!("color=c={color}:s={size}"), "-frames:v", "1"])
+        .args([
+            "-pix_fmt",
+            pix_fmt,
+            "-f",
+            "image2pipe",
+            "-c:v",
+            codec,
+            "pipe:1",
+        ])
+        .output()
+        .await
+        .expect("ffmpeg makes an image");
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(output.stdout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_program_reaches_nginx_with_both_sources_side_by_side() {
+    let _serial = support::serial().await;
+    let nginx = Nginx::start().await;
+    let tracks = Tracks::new();
+    let red = TestSource::start(&tracks, "studio1", "alice", "red");
+    let blue = TestSource::start(&tracks, "studio1", "bob", "blue");
+    let program = Tracks::new();
+    let broadcasts = support::origin(
+        &tracks,
+        OriginConfig {
+            program_tracks: Some(program.clone()),
+            ..OriginConfig::default()
+        },
+    );
+    let studio = support::studio("studio1");
+    let layout = json!({"layout": "split", "on_stage": ["alice", "bob"]});
+    broadcasts
+        .start(&studio, spec(&nginx, "split", layout))
+        .await
+        .expect("start");
+
+    let status = support::wait_for_state(
+        &broadcasts,
+        &studio,
+        "local",
+        "live",
+        Duration::from_secs(15),
+    )
+    .await;
+    assert!(
+        support::destination(&status, "local").unwrap().is_live(),
+        "{status:?}"
+    );
+
+    // The program is also on the mesh, starting at a keyframe.
+    let mut video = program
+        .subscribe(&TrackName::new("studio1", "program", "video").unwrap())
+        .expect("program video track");
+    let first = tokio::time::timeout(Duration::from_secs(5), video.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first.keyframe);
+    assert_eq!(
+        (first.config.codec, first.config.width, first.config.height),
+        (Codec::H264, W, H)
+    );
+    let mut audio = program
+        .subscribe(&TrackName::new("studio1", "program", "audio").unwrap())
+        .expect("program audio track");
+    let first = tokio::time::timeout(Duration::from_secs(5), audio.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            first.config.codec,
+            first.config.sample_rate,
+            first.config.channels
+        ),
+        (Codec::Aac, 48_000, 2)
+    );
+
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let picture = grab(&format!("{}/split", nginx.url()), W, H).await;
+    assert_eq!(picture.looks(W / 4, H / 2), Colour::Red, "left half");
+    assert_eq!(picture.looks(3 * W / 4, H / 2), Colour::Blue, "right half");
+    assert_eq!(
+        picture.looks(W / 2, 40),
+        Colour::Black,
+        "background above the tiles"
+    );
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let probe = probe(&nginx.recording("split")).await;
+    assert_eq!(probe.video_codec, "h264", "{probe:?}");
+    assert_eq!((probe.width, probe.height), (W, H), "{probe:?}");
+    assert!((27.0..=31.0).contains(&probe.frame_rate()), "{probe:?}");
+    assert_eq!(probe.audio_codec, "aac", "{probe:?}");
+    assert_eq!(
+        (probe.sample_rate, probe.channels),
+        (48_000, 2),
+        "{probe:?}"
+    );
+    assert!(probe.duration >= 6.0, "{probe:?}");
+    // Both sources' tones are in the mix.
+    let volume = mean_volume_db(&nginx.recording("split")).await;
+    assert!(volume > -40.0, "program audio is silent: {volume} dB");
+
+    broadcasts.stop(&studio).await.expect("stop");
+    red.stop().await;
+    blue.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scene_changes_show_in_the_output_without_a_restart() {
+    let _serial = support::serial().await;
+    let nginx = Nginx::start().await;
+    let tracks = Tracks::new();
+    let red = TestSource::start(&tracks, "studio2", "alice", "red");
+    let blue = TestSource::start(&tracks, "studio2", "bob", "blue");
+    let broadcasts = support::origin(&tracks, OriginConfig::default());
+    let studio = support::studio("studio2");
+    let split = json!({"layout": "split", "on_stage": ["alice", "bob"], "brand_color": "#00c000",
+                       "banner": {"text": "Breaking news", "visible": false}});
+    broadcasts
+        .start(&studio, spec(&nginx, "scenes", split.clone()))
+        .await
+        .expect("start");
+    support::wait_for_state(
+        &broadcasts,
+        &studio,
+        "local",
+        "live",
+        Duration::from_secs(15),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let url = format!("{}/scenes", nginx.url());
+    let banner = (W - 80, H * 86 / 100);
+    let logo = (W - 24 - 50, 24 + 50);
+
+    let before = grab(&url, W, H).await;
+    assert_eq!(before.looks(3 * W / 4, H / 2), Colour::Blue);
+    assert_eq!(
+        before.looks(banner.0, banner.1),
+        Colour::Black,
+        "no banner yet"
+    );
+
+    // Solo with the banner on and a logo: alice fills the frame, the
+    // brand-colour bar crosses the lower third, the logo sits top right.
+    let solo = scene(
+        json!({"layout": "solo", "on_stage": ["alice", "bob"], "brand_color": "#00c000",
+                            "banner": {"text": "Breaking news", "visible": true},
+                            "logo": image("blue", "64x64", "png", "rgba").await}),
+    );
+    broadcasts.update_scene(&studio, solo).await.expect("solo");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = grab(&url, W, H).await;
+    assert_eq!(after.looks(W / 2, H / 2), Colour::Red, "solo centre");
+    assert_eq!(after.looks(3 * W / 4, H / 3), Colour::Red, "bob is hidden");
+    assert_eq!(after.looks(banner.0, banner.1), Colour::Green, "banner bar");
+    assert_eq!(after.looks(logo.0, logo.1), Colour::Blue, "logo");
+
+    // And back: the banner and logo go away again.
+    broadcasts
+        .update_scene(&studio, scene(split.clone()))
+        .await
+        .expect("split again");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let back = grab(&url, W, H).await;
+    assert_eq!(back.looks(3 * W / 4, H / 2), Colour::Blue);
+    assert_eq!(back.looks(banner.0, banner.1), Colour::Black);
+    assert_eq!(back.looks(logo.0, logo.1), Colour::Black);
+
+    // A JPEG background shows around the tiles.
+    let mut with_background = split;
+    with_background["background"] =
+        json!({"image": image("green", "320x180", "mjpeg", "yuvj420p").await});
+    broadcasts
+        .update_scene(&studio, scene(with_background))
+        .await
+        .expect("background");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let backdrop = grab(&url, W, H).await;
+    assert_eq!(backdrop.looks(W / 2, 40), Colour::Green, "background image");
+    assert_eq!(backdrop.looks(W / 4, H / 2), Colour::Red);
+
+    // A broken image is refused and the program carries on.
+    let mut broken = scene(json!({"layout": "split", "on_stage": ["alice", "bob"]}));
+    broken.logo = Some(
+        buildstream_origin::scene::Image::from_bytes(bytes::Bytes::from_static(
+            b"\x89PNG\r\n\x1a\nbroken",
+        ))
+        .expect("png signature"),
+    );
+    assert!(broadcasts.update_scene(&studio, broken).await.is_err());
+    assert_eq!(grab(&url, W, H).await.looks(W / 4, H / 2), Colour::Red);
+
+    // One connection throughout: the output never restarted.
+    let status = broadcasts.status(&studio).unwrap();
+    let local = support::destination(&status, "local").unwrap();
+    assert_eq!((local.state, local.connections), ("live", 1), "{status:?}");
+
+    broadcasts.stop(&studio).await.expect("stop");
+    red.stop().await;
+    blue.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_source_shows_its_placeholder_and_comes_back() {
+    let _serial = support::serial().await;
+    let nginx = Nginx::start().await;
+    let tracks = Tracks::new();
+    let red = TestSource::start(&tracks, "studio3", "alice", "red");
+    let blue = TestSource::start(&tracks, "studio3", "bob", "blue");
+    let broadcasts = support::origin(&tracks, OriginConfig::default());
+    let studio = support::studio("studio3");
+    let layout = json!({"layout": "split", "on_stage": ["alice", "bob"], "names": {"bob": "Bob"}});
+    broadcasts
+        .start(&studio, spec(&nginx, "drop", layout))
+        .await
+        .expect("start");
+    support::wait_for_state(
+        &broadcasts,
+        &studio,
+        "local",
+        "live",
+        Duration::from_secs(15),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let url = format!("{}/drop", nginx.url());
+    // Inside bob's tile, away from the name written in its middle.
+    let corner = (W / 2 + 60, H / 2 - 140);
+
+    assert_eq!(
+        grab(&url, W, H).await.looks(corner.0, corner.1),
+        Colour::Blue
+    );
+
+    blue.stop().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let recorded = nginx.recorded_bytes("drop");
+    let gone = grab(&url, W, H).await;
+    assert_eq!(
+        gone.looks(corner.0, corner.1),
+        Colour::DarkGrey,
+        "placeholder"
+    );
+    assert_eq!(gone.looks(W / 4, H / 2), Colour::Red, "alice unaffected");
+    assert!(
+        nginx
+            .wait_for_recording("drop", recorded + 20_000, Duration::from_secs(10))
+            .await,
+        "the output keeps going"
+    );
+
+    // Bob returns from another camera: 4:3 and smaller. The decoder follows
+    // the new configuration and the tile keeps his aspect (pillarboxed).
+    let blue = TestSource::start_sized(&tracks, "studio3", "bob", "blue", (320, 240));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let back = grab(&url, W, H).await;
+    assert_eq!(
+        back.looks(3 * W / 4, H / 2),
+        Colour::Blue,
+        "bob is back in his slot"
+    );
+    assert_eq!(
+        back.looks(corner.0, corner.1),
+        Colour::Black,
+        "pillarbox shows the background"
+    );
+    assert_eq!(back.looks(W / 4, H / 2), Colour::Red);
+
+    broadcasts.stop(&studio).await.expect("stop");
+    red.stop().await;
+    blue.stop().await;
+}
