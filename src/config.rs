@@ -323,7 +323,8 @@ mod tests {
 
     #[test]
     fn example_file_parses_to_the_defaults() {
-        let example: Settings = toml::from_str(include_str!("../buildstream.example.toml")).unwrap();
+        let example: Settings =
+            toml::from_str(include_str!("../buildstream.example.toml")).unwrap();
         let defaults = Settings::default();
         assert_eq!(example.control.listen, defaults.control.listen);
         assert_eq!(example.edge.rtmp_listen, defaults.edge.rtmp_listen);

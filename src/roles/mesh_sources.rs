@@ -38,37 +38,49 @@ struct Edge {
 /// Tracks from every edge the control plane knows.
 pub struct MeshSources {
     client: MeshClient,
+    control: ControlLink,
     edges: Mutex<Vec<Edge>>,
     sessions: tokio::sync::Mutex<HashMap<String, (Edge, Arc<MeshSession>)>>,
 }
 
 impl MeshSources {
-    /// Sources over `client`; call [`MeshSources::follow_edges`] to learn edges.
-    pub fn new(client: MeshClient) -> Arc<Self> {
+    /// Sources over `client`, learning edges from `control`; call
+    /// [`MeshSources::follow_edges`] to keep the list current.
+    pub fn new(client: MeshClient, control: ControlLink) -> Arc<Self> {
         Arc::new(Self {
             client,
+            control,
             edges: Mutex::new(Vec::new()),
             sessions: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
 
     /// Keeps the edge list in step with the control plane until `cancel`.
-    pub async fn follow_edges(self: Arc<Self>, control: ControlLink, cancel: CancellationToken) {
+    pub async fn follow_edges(self: Arc<Self>, cancel: CancellationToken) {
         loop {
-            let pause = match control.nodes(Role::Edge).await {
-                Ok(nodes) => {
-                    let edges: Vec<Edge> = nodes.iter().filter_map(edge_of).collect();
-                    *self.edges.lock().unwrap_or_else(|p| p.into_inner()) = edges;
-                    EDGE_REFRESH
-                }
-                Err(err) => {
-                    tracing::debug!(error = %err, "edge list not refreshed");
-                    EDGE_RETRY
-                }
+            let pause = if self.refresh_edges().await {
+                EDGE_REFRESH
+            } else {
+                EDGE_RETRY
             };
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Fetches the edge list; false if the control plane did not answer.
+    async fn refresh_edges(&self) -> bool {
+        match self.control.nodes(Role::Edge).await {
+            Ok(nodes) => {
+                let edges: Vec<Edge> = nodes.iter().filter_map(edge_of).collect();
+                *self.edges.lock().unwrap_or_else(|p| p.into_inner()) = edges;
+                true
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "edge list not refreshed");
+                false
             }
         }
     }
@@ -92,7 +104,13 @@ impl MeshSources {
     }
 
     async fn subscribe_anywhere(&self, name: &TrackName) -> Option<TrackConsumer> {
-        let edges = self.edges.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut edges = self.edges.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if edges.is_empty() {
+            // An edge may have registered since the last refresh; asking now
+            // spares a broadcast started right after it the refresh period.
+            self.refresh_edges().await;
+            edges = self.edges.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        }
         for edge in edges {
             let attempt = async {
                 let session = self.session(&edge).await?;

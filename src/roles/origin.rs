@@ -30,12 +30,8 @@ pub async fn run(
     let client = MeshClient::new(&identity).context("binding the mesh client")?;
     let control = ControlLink::new(&origin.control_url, &secrets.node_token)?;
 
-    let sources = MeshSources::new(client);
-    let edges = tokio::spawn(
-        sources
-            .clone()
-            .follow_edges(control.clone(), cancel.clone()),
-    );
+    let sources = MeshSources::new(client, control.clone());
+    let edges = tokio::spawn(sources.clone().follow_edges(cancel.clone()));
 
     let config = OriginConfig {
         extra_ca_file: origin.extra_ca_file.clone(),

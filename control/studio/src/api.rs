@@ -669,7 +669,17 @@ async fn read_broadcast(
             destinations: Vec::new(),
         }));
     };
-    let status = service.origins.status(&broadcast.origin_url, &id).await?;
+    let status = match service.origins.status(&broadcast.origin_url, &id).await {
+        Ok(status) => status,
+        // The origin restarted or was replaced: the show is not going out.
+        // The record stays until the host stops it, so the failure is seen.
+        Err(err) if err.status == StatusCode::NOT_FOUND => origin::BroadcastStatus {
+            state: "failed".to_owned(),
+            failure: Some("the origin no longer has this broadcast".to_owned()),
+            destinations: Vec::new(),
+        },
+        Err(err) => return Err(err),
+    };
     let destinations = service.store.destinations_of(&id).await?;
     let views = status
         .destinations
