@@ -37,7 +37,7 @@ mod track;
 pub use client::{MeshClient, MeshError, MeshSession};
 pub use identity::{CertFingerprint, FingerprintError, IdentityError, NodeIdentity};
 pub use media::{Codec, Frame, TrackConfig};
-pub use name::{NameError, TrackName};
+pub use name::{is_valid_part, NameError, TrackName};
 pub use server::{MeshServer, ServerError};
 pub use tls::{TlsError, ALPN};
 pub use track::{TrackConsumer, TrackProducer, Tracks, WriteError};

@@ -69,13 +69,19 @@ impl fmt::Display for TrackName {
     }
 }
 
-fn check_part(part: &str) -> Result<(), NameError> {
-    let valid = !part.is_empty()
+/// Whether `part` may be one part of a track name (a studio, source or
+/// track id): 1-64 characters of `[A-Za-z0-9_-]`. Ids that end up in track
+/// names are checked with this wherever they enter the system.
+pub fn is_valid_part(part: &str) -> bool {
+    !part.is_empty()
         && part.len() <= 64
         && part
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if valid {
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn check_part(part: &str) -> Result<(), NameError> {
+    if is_valid_part(part) {
         Ok(())
     } else {
         Err(NameError::Part)

@@ -52,12 +52,7 @@ pub struct SourceId(String);
 impl SourceId {
     /// Parses an id, checking it is usable in a track name.
     pub fn new(id: &str) -> Result<Self, SceneError> {
-        let valid = !id.is_empty()
-            && id.len() <= 64
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if valid {
+        if buildstream_mesh::is_valid_part(id) {
             Ok(Self(id.to_owned()))
         } else {
             Err(SceneError::SourceId)

@@ -80,12 +80,7 @@ pub struct StudioId(String);
 impl StudioId {
     /// Parses an id; it becomes part of track names, so the rules match.
     pub fn new(id: &str) -> Result<Self, BroadcastError> {
-        let valid = !id.is_empty()
-            && id.len() <= 64
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if valid {
+        if buildstream_mesh::is_valid_part(id) {
             Ok(Self(id.to_owned()))
         } else {
             Err(BroadcastError::StudioId)

@@ -70,12 +70,7 @@ pub struct DestinationId(String);
 impl DestinationId {
     /// Parses an id.
     pub fn new(id: &str) -> Result<Self, DestinationError> {
-        let valid = !id.is_empty()
-            && id.len() <= 64
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if valid {
+        if buildstream_mesh::is_valid_part(id) {
             Ok(Self(id.to_owned()))
         } else {
             Err(DestinationError::Id)
