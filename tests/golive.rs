@@ -357,18 +357,27 @@ async fn go_live(deployment: &Deployment, ca: &TestCa) {
     // program goes on; when it comes back, it is back in its slot.
     blue.kill();
     let dropped_at = recorded_seconds(&tls_recording);
-    wait_for("the program to go on without the blue camera", Duration::from_secs(30), || {
-        (recorded_seconds(&tls_recording) >= dropped_at + 4.0).then_some(())
-    });
+    wait_for(
+        "the program to go on without the blue camera",
+        Duration::from_secs(30),
+        || (recorded_seconds(&tls_recording) >= dropped_at + 4.0).then_some(()),
+    );
     let frame = RgbFrame::grab(&tls_recording, 0.5).expect("decoding a frame");
     let (left, right) = (frame.mean(0.25, 0.5, 40), frame.mean(0.75, 0.5, 40));
     assert!(looks(left, "red"), "the red source stays: {left:?}");
-    assert!(!looks(right, "blue"), "the blue slot shows a placeholder: {right:?}");
+    assert!(
+        !looks(right, "blue"),
+        "the blue slot shows a placeholder: {right:?}"
+    );
     let _blue_again = publish_color(&blue_url, "blue", &[]);
-    wait_for("the blue camera back in its slot", Duration::from_secs(30), || {
-        let frame = RgbFrame::grab(&tls_recording, 0.5)?;
-        looks(frame.mean(0.75, 0.5, 40), "blue").then_some(())
-    });
+    wait_for(
+        "the blue camera back in its slot",
+        Duration::from_secs(30),
+        || {
+            let frame = RgbFrame::grab(&tls_recording, 0.5)?;
+            looks(frame.mean(0.75, 0.5, 40), "blue").then_some(())
+        },
+    );
 
     // A scene change applies live: solo shows the first source full frame,
     // the banner appears in the brand colour over the lower third.
@@ -402,7 +411,11 @@ async fn go_live(deployment: &Deployment, ca: &TestCa) {
     );
 
     for proc in &deployment.procs {
-        println!("peak memory of {}: {} kB", proc.name, peak_memory_kb(proc.pid()));
+        println!(
+            "peak memory of {}: {} kB",
+            proc.name,
+            peak_memory_kb(proc.pid())
+        );
     }
 
     let (status, _) = api
