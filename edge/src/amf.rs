@@ -10,7 +10,7 @@ use std::io::Cursor;
 use rml_rtmp::rml_amf0::{self, Amf0DeserializationError, Amf0Value};
 
 /// Connect objects and metadata nest two or three levels; this is plenty.
-const MAX_DEPTH: usize = 16;
+pub(crate) const MAX_DEPTH: usize = 16;
 
 /// Why an AMF0 payload was refused.
 #[derive(Debug, thiserror::Error)]

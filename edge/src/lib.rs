@@ -31,6 +31,8 @@ mod amf;
 mod authority;
 mod chunk;
 pub mod flv;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ingest;
 mod session;
 mod source;

@@ -163,7 +163,9 @@ impl TrackSlot {
             return Ok(());
         }
         let frame = Frame {
-            timestamp_us: timestamp_ms * 1000,
+            // A publisher can push the extended clock arbitrarily far;
+            // saturating keeps a hostile one from overflowing it.
+            timestamp_us: timestamp_ms.saturating_mul(1000),
             // 24-bit milliseconds reach ±8.4e9 µs, past i32; real offsets
             // are a few frames, so saturating loses nothing.
             composition_offset_us: composition_time_ms.saturating_mul(1000),
@@ -199,7 +201,9 @@ impl Clock {
         let extended = match self.last {
             // The signed distance keeps small backward steps (audio and video
             // interleave slightly out of order) and counts wraps forward.
-            Some((raw, extended)) => extended + i64::from(timestamp.wrapping_sub(raw) as i32),
+            Some((raw, extended)) => {
+                extended.saturating_add(i64::from(timestamp.wrapping_sub(raw) as i32))
+            }
             None => i64::from(timestamp),
         };
         self.last = Some((timestamp, extended));
@@ -213,6 +217,17 @@ mod tests {
 
     use super::*;
     use crate::flv::tests::hex;
+
+    /// Guards against a publisher pushing the extended clock (and the
+    /// microsecond timestamps made from it) past i64 with huge forward steps.
+    #[test]
+    fn the_clock_saturates_instead_of_overflowing() {
+        let mut clock = Clock {
+            last: Some((0, i64::MAX - 10)),
+        };
+        assert_eq!(clock.extend(0x7fff_ffff), i64::MAX);
+        assert_eq!(i64::MAX.saturating_mul(1000), i64::MAX);
+    }
 
     const SPS_640X360: &str = "6764001eacd940a02ff970110000030001000003003c0f162d96";
     const SPS_1280X720: &str = "674d401feca02802dd8088000003000800000301e078c18cb0";

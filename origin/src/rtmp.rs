@@ -188,7 +188,24 @@ impl Publisher {
                 }
             }
             Phase::Connecting(session) | Phase::Publishing(session) => {
-                let results = session.handle_input(data)?;
+                // rml_rtmp's client session panics on some malformed replies
+                // (a command with fewer than three values, a shorter header
+                // in the middle of a message). A destination server must not
+                // be able to kill its sender, so a panic here is contained and
+                // ends this connection like any protocol error; the sender
+                // reconnects with a fresh session.
+                let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    session.handle_input(data)
+                }));
+                let results = match handled {
+                    Ok(results) => results?,
+                    Err(_) => {
+                        self.phase = Phase::Finished;
+                        return Err(RtmpError::Session(
+                            "malformed message from the server".to_owned(),
+                        ));
+                    }
+                };
                 events = self.handle_results(results)?;
             }
             Phase::Finished => {}
@@ -677,6 +694,24 @@ mod tests {
             )
             .count();
         assert_eq!(headers, 2);
+    }
+
+    /// Guards against a server's malformed reply panicking the sender (rml_rtmp's
+    /// client session indexes a command's first three values unchecked).
+    #[test]
+    fn a_malformed_server_command_is_an_error_not_a_panic() {
+        let mut publisher = Publisher::new(target(), info()).unwrap();
+        let mut server = Server::new();
+        pump(&mut publisher, &mut server).unwrap();
+        assert!(publisher.is_publishing());
+        // Chunk stream 3, type 0 header: AMF0 command (0x14) of 4 bytes on
+        // stream 0 holding only the string "x".
+        let reply = [
+            0x03, 0, 0, 0, 0, 0, 4, 0x14, 0, 0, 0, 0, 0x02, 0x00, 0x01, b'x',
+        ];
+        let error = publisher.receive(&reply).unwrap_err();
+        assert!(matches!(error, RtmpError::Session(_)), "{error:?}");
+        assert!(!publisher.is_publishing());
     }
 
     #[test]

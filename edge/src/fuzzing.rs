@@ -1,0 +1,175 @@
+//! Raw-byte entry points into the private RTMP protocol core, for the fuzz
+//! targets in `fuzz/`. Not part of the crate's API: hidden from the docs
+//! and free to change with the code it exposes. Each item is a thin wrapper
+//! that adds no logic of its own, so a crash found through it is a crash of
+//! the wrapped code.
+
+use buildstream_mesh::Tracks;
+use bytes::Bytes;
+use rml_rtmp::rml_amf0::Amf0Value;
+
+use crate::authority::SourceGrant;
+use crate::session::{Refusal, SessionEvent};
+use crate::source::SourcePublisher;
+use crate::{amf, chunk, session};
+
+/// How deep [`decode_amf`] lets objects and arrays nest.
+pub const AMF_MAX_DEPTH: usize = amf::MAX_DEPTH;
+
+/// Decodes a sequence of AMF0 values as commands and metadata are decoded.
+pub fn decode_amf(bytes: &[u8]) -> Result<Vec<Amf0Value>, String> {
+    amf::decode(bytes).map_err(|error| error.to_string())
+}
+
+/// One message reassembled by a [`ChunkReader`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Milliseconds on the peer's clock.
+    pub timestamp: u32,
+    /// RTMP message type id.
+    pub type_id: u8,
+    /// Message stream id.
+    pub stream_id: u32,
+    /// The reassembled payload.
+    pub payload: Bytes,
+}
+
+/// The reader that reassembles inbound RTMP chunks into messages.
+pub struct ChunkReader(chunk::ChunkReader);
+
+impl Default for ChunkReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChunkReader {
+    /// A reader at the start of a chunk stream (chunk size 128).
+    pub fn new() -> Self {
+        Self(chunk::ChunkReader::new())
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.0.push(bytes);
+    }
+
+    /// The next complete message, `Ok(None)` until more input arrives, or
+    /// why the stream cannot be read any further.
+    pub fn next_message(&mut self) -> Result<Option<Message>, String> {
+        let message = self.0.next_message().map_err(|error| error.to_string())?;
+        Ok(message.map(|message| Message {
+            timestamp: message.timestamp,
+            type_id: message.type_id,
+            stream_id: message.stream_id,
+            payload: message.payload,
+        }))
+    }
+}
+
+/// One RTMP connection's protocol state as the ingest drives it: the
+/// session, and the tracks an accepted publish feeds.
+pub struct Ingest {
+    session: session::Session,
+    tracks: Tracks,
+    source: Option<SourcePublisher>,
+}
+
+impl Default for Ingest {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Ingest {
+    /// A connection waiting for the client's handshake.
+    pub fn new() -> Self {
+        Self {
+            session: session::Session::new(),
+            tracks: Tracks::new(),
+            source: None,
+        }
+    }
+
+    /// Feeds bytes from the peer and acts on the resulting events as the
+    /// ingest does; publish requests are accepted if `accept`, otherwise
+    /// refused. An error is what would close the connection.
+    pub fn handle_input(&mut self, bytes: &[u8], accept: bool) -> Result<(), String> {
+        self.session
+            .handle_input(bytes)
+            .map_err(|error| error.to_string())?;
+        while let Some(event) = self.session.poll_event() {
+            self.handle_event(event, accept)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes the server would send, in order.
+    pub fn take_transmit(&mut self) -> Option<Vec<u8>> {
+        self.session.take_transmit()
+    }
+
+    /// Whether a refusal went out and the connection is closing.
+    pub fn is_closing(&self) -> bool {
+        self.session.is_closing()
+    }
+
+    /// Whether a publish was accepted and is still going.
+    pub fn is_publishing(&self) -> bool {
+        self.source.is_some()
+    }
+
+    fn handle_event(&mut self, event: SessionEvent, accept: bool) -> Result<(), String> {
+        match event {
+            SessionEvent::PublishRequested { .. } if accept => {
+                let grant = SourceGrant {
+                    studio: "fuzz".to_owned(),
+                    source: "rtmp".to_owned(),
+                };
+                let source = SourcePublisher::new(self.tracks.clone(), &grant)
+                    .map_err(|error| error.to_string())?;
+                if self
+                    .session
+                    .accept_publish()
+                    .map_err(|error| error.to_string())?
+                {
+                    self.source = Some(source);
+                }
+                Ok(())
+            }
+            SessionEvent::PublishRequested { .. } => self
+                .session
+                .refuse_publish(Refusal::BadKey)
+                .map_err(|error| error.to_string()),
+            SessionEvent::Media(media) => match &mut self.source {
+                Some(source) => source.push(media).map_err(|error| error.to_string()),
+                None => Ok(()),
+            },
+            SessionEvent::PublishFinished => {
+                self.source = None;
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrappers_reach_the_code_they_wrap() {
+        let mut reader = ChunkReader::new();
+        // A one-byte audio message on chunk stream 4, message stream 1.
+        reader.push(&[0x04, 0, 0, 7, 0, 0, 1, 8, 1, 0, 0, 0, 0xaf]);
+        let message = reader.next_message().unwrap().unwrap();
+        assert_eq!((message.timestamp, message.type_id), (7, 8));
+        assert_eq!(&message.payload[..], &[0xaf]);
+
+        let nested = [0x0a, 0, 0, 0, 1].repeat(AMF_MAX_DEPTH + 1);
+        assert!(decode_amf(&nested).is_err());
+
+        // Anything but version 3 fails the handshake.
+        assert!(Ingest::new().handle_input(&[6; 1537], true).is_err());
+    }
+}
