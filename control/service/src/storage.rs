@@ -16,10 +16,18 @@ pub async fn open_sqlite(path: &Path) -> Result<SqlitePool, sqlx::Error> {
         .journal_mode(SqliteJournalMode::Wal)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(5));
-    SqlitePoolOptions::new()
+    let pool = SqlitePoolOptions::new()
         .max_connections(8)
         .connect_with(options)
-        .await
+        .await?;
+    // The database holds password hashes and destinations' stream keys:
+    // readable by the service's user only. SQLite gives its -wal and -shm
+    // files the same mode.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(pool)
 }
 
 /// An in-memory SQLite database for tests; one connection so that every

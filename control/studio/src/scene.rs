@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 /// Largest accepted logo or background image, decoded.
 const MAX_IMAGE_BYTES: usize = 2 * 1024 * 1024;
 
+/// Largest accepted image side in pixels: a small file can decode to
+/// gigabytes (a "decompression bomb"), so dimensions are checked, not bytes.
+const MAX_IMAGE_SIDE: u32 = 4096;
+
 /// Most sources on stage at once (the grid is 2x2).
 pub const MAX_ON_STAGE: usize = 4;
 
@@ -175,7 +179,47 @@ fn decode_image(field: &str, data_url: &str, allowed: &[ImageKind]) -> Result<()
     if declared != kind || !allowed.contains(&kind) {
         return Err(invalid("image type not accepted here"));
     }
-    Ok(())
+    let size = match kind {
+        ImageKind::Png => png_size(&bytes),
+        ImageKind::Jpeg => jpeg_size(&bytes),
+    };
+    match size {
+        Some((w, h)) if w > 0 && h > 0 && w <= MAX_IMAGE_SIDE && h <= MAX_IMAGE_SIDE => Ok(()),
+        Some(_) => Err(invalid("image must be at most 4096x4096 pixels")),
+        None => Err(invalid("image header is unreadable")),
+    }
+}
+
+/// Width and height from a PNG's IHDR chunk.
+fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    // Signature (8), chunk length (4), "IHDR" (4), width (4), height (4).
+    if bytes.len() < 24 || &bytes[12..16] != b"IHDR" {
+        return None;
+    }
+    let word =
+        |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    Some((word(16), word(20)))
+}
+
+/// Width and height from a JPEG's start-of-frame segment.
+fn jpeg_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let mut at = 2;
+    while at + 4 <= bytes.len() {
+        if bytes[at] != 0xff {
+            return None;
+        }
+        let marker = bytes[at + 1];
+        let length = usize::from(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]));
+        // SOF0-SOF15 carry the size, except DHT (C4), JPG (C8) and DAC (CC).
+        if (0xc0..=0xcf).contains(&marker) && !matches!(marker, 0xc4 | 0xc8 | 0xcc) {
+            let sof = bytes.get(at + 5..at + 9)?;
+            let height = u16::from_be_bytes([sof[0], sof[1]]);
+            let width = u16::from_be_bytes([sof[2], sof[3]]);
+            return Some((width.into(), height.into()));
+        }
+        at += 2 + length;
+    }
+    None
 }
 
 fn check_color(field: &str, color: &str) -> Result<(), ApiError> {
@@ -205,7 +249,13 @@ mod tests {
     use super::*;
 
     fn png_data_url() -> String {
-        let bytes = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+        png_of_size(64, 32)
+    }
+
+    fn png_of_size(width: u32, height: u32) -> String {
+        let mut bytes = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+        bytes.extend(width.to_be_bytes());
+        bytes.extend(height.to_be_bytes());
         format!(
             "data:image/png;base64,{}",
             base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -245,6 +295,30 @@ mod tests {
         assert_eq!(scene.validate(&[]).unwrap_err().code, "invalid_image");
         scene.logo = Some("https://example.com/logo.png".into());
         assert_eq!(scene.validate(&[]).unwrap_err().code, "invalid_image");
+    }
+
+    /// Guards against a small PNG that decodes to gigabytes at the origin.
+    #[test]
+    fn huge_image_dimensions_are_refused() {
+        let mut scene = Scene {
+            logo: Some(png_of_size(20_000, 20_000)),
+            ..Scene::default()
+        };
+        let err = scene.validate(&[]).unwrap_err();
+        assert!(err.message.contains("4096"), "{}", err.message);
+        scene.logo = Some(png_of_size(4096, 4096));
+        scene.validate(&[]).unwrap();
+    }
+
+    #[test]
+    fn jpeg_size_is_read_from_its_frame_header() {
+        // SOI, an APP0 segment of 4 bytes, then SOF0 with 8-bit, 480x640.
+        let jpeg = [
+            0xff, 0xd8, 0xff, 0xe0, 0x00, 0x04, 0x00, 0x00, 0xff, 0xc0, 0x00, 0x11, 0x08, 0x01,
+            0xe0, 0x02, 0x80,
+        ];
+        assert_eq!(jpeg_size(&jpeg), Some((640, 480)));
+        assert_eq!(jpeg_size(&jpeg[..10]), None);
     }
 
     #[test]

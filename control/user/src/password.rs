@@ -5,6 +5,11 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use buildstream_service::ApiError;
+use tokio::sync::Semaphore;
+
+/// Hashes computed at once. Each takes 19 MiB and a core for tens of
+/// milliseconds; unbounded, a burst of sign-ins exhausts memory.
+static HASHING: Semaphore = Semaphore::const_new(4);
 
 /// A valid Argon2id hash of a random password nobody knows, verified against
 /// when the e-mail is unknown so that both cases cost the same.
@@ -25,6 +30,10 @@ pub fn validate(password: &str) -> Result<(), ApiError> {
 
 /// Hashes a password with Argon2id and a random salt.
 pub async fn hash(password: String) -> Result<String, ApiError> {
+    let _permit = HASHING
+        .acquire()
+        .await
+        .map_err(|err| ApiError::internal(format!("hashing permit: {err}")))?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -38,6 +47,10 @@ pub async fn hash(password: String) -> Result<String, ApiError> {
 
 /// Whether `password` matches the stored PHC hash string.
 pub async fn verify(password: String, stored: String) -> Result<bool, ApiError> {
+    let _permit = HASHING
+        .acquire()
+        .await
+        .map_err(|err| ApiError::internal(format!("hashing permit: {err}")))?;
     tokio::task::spawn_blocking(move || {
         let Ok(parsed) = PasswordHash::new(&stored) else {
             return false;
