@@ -22,6 +22,8 @@ DEBIAN_PACKAGES=(
   libnginx-mod-rtmp
   libnginx-mod-stream
   openssl
+  curl
+  jq
   fonts-dejavu-core
 )
 

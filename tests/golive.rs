@@ -103,11 +103,12 @@ impl Deployment {
 
     async fn ready(http: u16, ingest_port: u16, procs: Vec<Proc>, data: TempDir) -> Self {
         let api = format!("http://127.0.0.1:{http}");
-        wait_http_ok(&format!("{api}/healthz"), Duration::from_secs(30)).await;
+        // Generous: on a loaded 2-core CI machine start-up can take a while.
+        wait_http_ok(&format!("{api}/healthz"), Duration::from_secs(90)).await;
         // The media nodes are usable once they have registered.
         for role in ["edge", "origin"] {
             let url = format!("{api}/internal/v1/nodes?role={role}");
-            let deadline = Instant::now() + Duration::from_secs(30);
+            let deadline = Instant::now() + Duration::from_secs(60);
             loop {
                 let nodes: Value = reqwest::Client::new()
                     .get(&url)

@@ -107,6 +107,7 @@ impl ControlLink {
     pub async fn heartbeat(self, info: NodeInfo, cancel: CancellationToken) {
         let url = format!("{}/internal/v1/nodes/{}", self.base, info.id);
         let mut registered = false;
+        let mut token_refused = false;
         loop {
             let sent = self
                 .http
@@ -122,6 +123,14 @@ impl ControlLink {
                     registered = true;
                 }
                 Ok(_) => {}
+                Err(err) if err.status() == Some(reqwest::StatusCode::UNAUTHORIZED) => {
+                    // Said once: the token will not fix itself, retries are quiet.
+                    if !token_refused {
+                        tracing::warn!(node = %info.id, "control plane refused the node token");
+                        token_refused = true;
+                    }
+                    registered = false;
+                }
                 Err(err) => {
                     if registered {
                         tracing::warn!(node = %info.id, error = %err.without_url(), "heartbeat failed");
