@@ -75,11 +75,7 @@ async fn require_node_token(
     request: Request,
     next: Next,
 ) -> Response {
-    let presented = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let presented = buildstream_service::auth::bearer_token(request.headers());
     match presented {
         Some(presented) if token.accepts(presented) => next.run(request).await,
         _ => ApiError::unauthorized("node token required").into_response(),
