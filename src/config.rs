@@ -187,25 +187,24 @@ impl Settings {
     }
 
     fn apply(&mut self, o: &Overrides) {
-        let o = o.clone();
-        if let Some(v) = o.data_dir {
-            self.data_dir = v;
+        if let Some(v) = &o.data_dir {
+            self.data_dir.clone_from(v);
         }
-        if let Some(v) = o.region {
-            self.region = v;
+        if let Some(v) = &o.region {
+            self.region.clone_from(v);
         }
         if o.node_token.is_some() {
-            self.node_token = o.node_token;
+            self.node_token.clone_from(&o.node_token);
         }
         if o.token_secret.is_some() {
-            self.token_secret = o.token_secret;
+            self.token_secret.clone_from(&o.token_secret);
         }
         if let Some(v) = o.http_listen {
             self.control.listen = v;
         }
-        if let Some(v) = o.control_url {
-            self.edge.control_url.clone_from(&v);
-            self.origin.control_url = v;
+        if let Some(v) = &o.control_url {
+            self.edge.control_url.clone_from(v);
+            self.origin.control_url.clone_from(v);
         }
         if let Some(v) = o.rtmp_listen {
             self.edge.rtmp_listen = v;
@@ -217,7 +216,7 @@ impl Settings {
             self.origin.listen = v;
         }
         if o.extra_ca_file.is_some() {
-            self.origin.extra_ca_file = o.extra_ca_file;
+            self.origin.extra_ca_file.clone_from(&o.extra_ca_file);
         }
     }
 

@@ -6,7 +6,7 @@ use anyhow::Context;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use buildstream_mesh::{MeshClient, NodeIdentity, Tracks};
+use buildstream_mesh::{MeshClient, NodeIdentity};
 use buildstream_origin::{Broadcasts, OriginConfig};
 use buildstream_service::{ApiError, NodeToken};
 use buildstream_studio::{NodeInfo, Role};
@@ -35,7 +35,9 @@ pub async fn run(
 
     let config = OriginConfig {
         extra_ca_file: origin.extra_ca_file.clone(),
-        program_tracks: Some(Tracks::new()),
+        // Nothing reads the program as mesh tracks yet (WHEP playback will);
+        // publishing it would copy every encoded frame for no one.
+        program_tracks: None,
     };
     let broadcasts = Broadcasts::new(sources, config).context("starting the origin")?;
     let token = NodeToken::new(&secrets.node_token);

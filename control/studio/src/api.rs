@@ -189,17 +189,22 @@ async fn list_studios(
     Query(filter): Query<StudioFilter>,
 ) -> Result<Json<Vec<StudioView>>, ApiError> {
     let needle = filter.q.map(|q| q.to_lowercase());
-    let mut views = Vec::new();
-    for row in service.store.studios_of(&auth.user_id).await? {
-        if needle
-            .as_ref()
-            .is_some_and(|q| !row.name.to_lowercase().contains(q))
-        {
-            continue;
-        }
-        let live = service.store.broadcast(&row.id).await?.is_some();
-        views.push(studio_view(row, live));
-    }
+    let live = service.store.live_studios_of(&auth.user_id).await?;
+    let views = service
+        .store
+        .studios_of(&auth.user_id)
+        .await?
+        .into_iter()
+        .filter(|row| {
+            needle
+                .as_ref()
+                .is_none_or(|q| row.name.to_lowercase().contains(q))
+        })
+        .map(|row| {
+            let is_live = live.contains(&row.id);
+            studio_view(row, is_live)
+        })
+        .collect();
     Ok(Json(views))
 }
 

@@ -322,6 +322,17 @@ impl Store {
         )
     }
 
+    /// Ids of the owner's studios that are live, in one query.
+    pub async fn live_studios_of(&self, owner: &str) -> Result<Vec<String>, ApiError> {
+        Ok(sqlx::query_scalar(
+            "SELECT b.studio_id FROM broadcasts b JOIN studios s ON s.id = b.studio_id
+             WHERE s.owner_id = ?",
+        )
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Forgets the studio's broadcast.
     pub async fn delete_broadcast(&self, studio: &str) -> Result<(), ApiError> {
         sqlx::query("DELETE FROM broadcasts WHERE studio_id = ?")
