@@ -21,6 +21,8 @@ const NODE_TOKEN: &str = "test-node-token-0123456789";
 /// Ports and files of one deployment under test.
 struct Deployment {
     api: String,
+    /// The origin's internal API.
+    origin: String,
     ingest_port: u16,
     procs: Vec<Proc>,
     _data: TempDir,
@@ -48,6 +50,7 @@ impl Deployment {
         let data = TempDir::new("dev");
         let http = free_tcp_port();
         let ingest_port = free_tcp_port();
+        let origin_port = free_tcp_port();
         let mut command = Command::new(buildstream_bin());
         command
             .arg("dev")
@@ -62,11 +65,11 @@ impl Deployment {
             )
             .env(
                 "BUILDSTREAM_ORIGIN_LISTEN",
-                format!("127.0.0.1:{}", free_tcp_port()),
+                format!("127.0.0.1:{origin_port}"),
             );
         common_env(&mut command, data.path(), ca);
         let procs = vec![Proc::spawn("buildstream dev", &mut command)];
-        Self::ready(http, ingest_port, procs, data).await
+        Self::ready(http, origin_port, ingest_port, procs, data).await
     }
 
     /// `buildstream control`, `edge` and `origin` as three processes.
@@ -74,6 +77,7 @@ impl Deployment {
         let data = TempDir::new("roles");
         let http = free_tcp_port();
         let ingest_port = free_tcp_port();
+        let origin_port = free_tcp_port();
         let control_url = format!("http://127.0.0.1:{http}");
         let mut procs = Vec::new();
         for role in ["control", "edge", "origin"] {
@@ -93,15 +97,21 @@ impl Deployment {
                 )
                 .env(
                     "BUILDSTREAM_ORIGIN_LISTEN",
-                    format!("127.0.0.1:{}", free_tcp_port()),
+                    format!("127.0.0.1:{origin_port}"),
                 );
             common_env(&mut command, &role_data, ca);
             procs.push(Proc::spawn(&format!("buildstream {role}"), &mut command));
         }
-        Self::ready(http, ingest_port, procs, data).await
+        Self::ready(http, origin_port, ingest_port, procs, data).await
     }
 
-    async fn ready(http: u16, ingest_port: u16, procs: Vec<Proc>, data: TempDir) -> Self {
+    async fn ready(
+        http: u16,
+        origin_port: u16,
+        ingest_port: u16,
+        procs: Vec<Proc>,
+        data: TempDir,
+    ) -> Self {
         let api = format!("http://127.0.0.1:{http}");
         // Generous: on a loaded 2-core CI machine start-up can take a while.
         wait_http_ok(&format!("{api}/healthz"), Duration::from_secs(90)).await;
@@ -128,6 +138,7 @@ impl Deployment {
         }
         Self {
             api,
+            origin: format!("http://127.0.0.1:{origin_port}"),
             ingest_port,
             procs,
             _data: data,
@@ -451,4 +462,123 @@ async fn go_live_with_control_edge_and_origin_as_processes() {
     let ca = TestCa::create(certs.path());
     let deployment = Deployment::three_processes(&ca).await;
     go_live(&deployment, &ca).await;
+}
+
+/// The origin's view of one studio: the HTTP status of its broadcast.
+async fn origin_has(deployment: &Deployment, studio: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!(
+            "{}/internal/v1/broadcasts/{studio}",
+            deployment.origin
+        ))
+        .bearer_auth(NODE_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_and_origin_agree_on_what_is_live_even_when_one_is_gone() {
+    let _turn = HEAVY.lock().await;
+    init();
+    let certs = TempDir::new("ca");
+    let ca = TestCa::create(certs.path());
+    let mut deployment = Deployment::three_processes(&ca).await;
+    let api = Api::sign_up(&deployment.api).await;
+    let studio = api
+        .ok(
+            "POST",
+            "/api/v1/studios",
+            Some(json!({"name": "Agreement"})),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let nowhere = format!("rtmp://127.0.0.1:{}/live", free_tcp_port());
+    api.ok(
+        "POST",
+        &format!("/api/v1/studios/{studio}/destinations"),
+        Some(json!({"platform": "custom", "name": "nowhere", "url": nowhere, "stream_key": "k"})),
+    )
+    .await;
+    let (status, _) = api
+        .call("POST", &format!("/api/v1/studios/{studio}/broadcast"), None)
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(origin_has(&deployment, &studio).await, 200);
+
+    // A broadcast the control plane never recorded (a start it gave up on,
+    // a stop that was lost) ends at the origin's next heartbeat; the one
+    // on record stays.
+    let orphan = "orphan-studio";
+    let started = reqwest::Client::new()
+        .put(format!(
+            "{}/internal/v1/broadcasts/{orphan}",
+            deployment.origin
+        ))
+        .bearer_auth(NODE_TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(started.status().is_success(), "{}", started.status());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while origin_has(&deployment, orphan).await != 404 {
+        assert!(Instant::now() < deadline, "the orphan is still live");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(origin_has(&deployment, &studio).await, 200);
+
+    // The edge's mesh port serves only origins the control plane knows: a
+    // QUIC client with any other certificate gets no tracks.
+    let edges: Value = reqwest::Client::new()
+        .get(format!("{}/internal/v1/nodes?role=edge", deployment.api))
+        .bearer_auth(NODE_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let edge_addr = edges[0]["mesh_addr"].as_str().unwrap().parse().unwrap();
+    let edge_pin = edges[0]["fingerprint"].as_str().unwrap().parse().unwrap();
+    let stranger = buildstream_mesh::NodeIdentity::generate(&[]).unwrap();
+    let client = buildstream_mesh::MeshClient::new(&stranger).unwrap();
+    let track = buildstream_mesh::TrackName::new(&studio, "anything", "video").unwrap();
+    let reached = tokio::time::timeout(Duration::from_secs(10), async {
+        let session = client.connect(edge_addr, edge_pin).await?;
+        session.subscribe(&track).await.map(drop)
+    })
+    .await
+    .expect("the edge answers one way or another");
+    assert!(
+        matches!(
+            reached,
+            Err(ref e) if !matches!(e, buildstream_mesh::MeshError::TrackNotFound(_))
+        ),
+        "a stranger was let in: {reached:?}"
+    );
+
+    // With the origin gone, the host can still end the show and delete
+    // the studio; the answer says the origin did not confirm.
+    deployment.procs[2].kill();
+    let (status, body) = api
+        .call(
+            "DELETE",
+            &format!("/api/v1/studios/{studio}/broadcast"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let view = api
+        .ok("GET", &format!("/api/v1/studios/{studio}/broadcast"), None)
+        .await;
+    assert_eq!(view["state"], "offline");
+    let (status, body) = api
+        .call("DELETE", &format!("/api/v1/studios/{studio}"), None)
+        .await;
+    assert_eq!(status, 204, "{body}");
 }

@@ -39,5 +39,5 @@ pub use identity::{CertFingerprint, FingerprintError, IdentityError, NodeIdentit
 pub use media::{Codec, Frame, TrackConfig};
 pub use name::{is_valid_part, NameError, TrackName};
 pub use server::{MeshServer, ServerError};
-pub use tls::{TlsError, ALPN};
+pub use tls::{AllowedPeers, TlsError, ALPN};
 pub use track::{TrackConsumer, TrackProducer, Tracks, WriteError};

@@ -19,7 +19,7 @@ use tracing::Instrument;
 use crate::client::{CLOSE_NORMAL, CLOSE_SETUP_FAILED};
 use crate::identity::{CertFingerprint, NodeIdentity};
 use crate::object::TrackEncoder;
-use crate::tls::{self, TlsError};
+use crate::tls::{self, AllowedPeers, TlsError};
 use crate::{TrackConsumer, TrackName, Tracks};
 
 /// How long a connected peer may take to complete the MoQ SETUP exchange.
@@ -62,12 +62,13 @@ impl MeshServer {
     }
 
     /// Like [`MeshServer::bind`], but only clients presenting a certificate
-    /// with one of `allowed_clients` fingerprints complete the handshake.
+    /// on `allowed_clients` complete the handshake; the list may change
+    /// while the server runs.
     pub fn bind_allowing(
         addr: SocketAddr,
         identity: &NodeIdentity,
         tracks: Tracks,
-        allowed_clients: Vec<CertFingerprint>,
+        allowed_clients: AllowedPeers,
     ) -> Result<Self, ServerError> {
         Self::bind_with(addr, identity, tracks, Some(allowed_clients))
     }
@@ -76,7 +77,7 @@ impl MeshServer {
         addr: SocketAddr,
         identity: &NodeIdentity,
         tracks: Tracks,
-        allowed_clients: Option<Vec<CertFingerprint>>,
+        allowed_clients: Option<AllowedPeers>,
     ) -> Result<Self, ServerError> {
         let config = tls::server_config(identity, allowed_clients)?;
         let endpoint = quinn::Endpoint::server(config, addr).map_err(ServerError::Bind)?;

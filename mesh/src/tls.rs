@@ -9,7 +9,8 @@
 //! Every config is built with an explicit ring [`CryptoProvider`]; nothing is
 //! installed process-wide (the binary links more than one provider).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -46,12 +47,62 @@ pub enum TlsError {
     NoQuicCipherSuite,
 }
 
+/// The client certificates a mesh server admits, by fingerprint. Cloning
+/// shares the list: replacing it changes who the running server admits
+/// from the next handshake on.
+#[derive(Clone, Debug, Default)]
+pub struct AllowedPeers {
+    inner: Arc<AllowedInner>,
+}
+
+#[derive(Debug, Default)]
+struct AllowedInner {
+    list: RwLock<HashSet<CertFingerprint>>,
+    /// Raised when a client with an unlisted certificate was refused: the
+    /// list may be behind (a node that just registered).
+    refused: tokio::sync::Notify,
+}
+
+impl AllowedPeers {
+    /// A list admitting exactly `peers`.
+    pub fn new(peers: impl IntoIterator<Item = CertFingerprint>) -> Self {
+        let this = Self::default();
+        this.replace(peers);
+        this
+    }
+
+    /// Admits exactly `peers` from now on.
+    pub fn replace(&self, peers: impl IntoIterator<Item = CertFingerprint>) {
+        let peers: HashSet<CertFingerprint> = peers.into_iter().collect();
+        *self
+            .inner
+            .list
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = peers;
+    }
+
+    /// Whether `peer` is admitted.
+    pub fn contains(&self, peer: &CertFingerprint) -> bool {
+        self.inner
+            .list
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(peer)
+    }
+
+    /// Resolves once a client with an unlisted certificate has been refused
+    /// (at once if one was since the last call).
+    pub async fn refused(&self) {
+        self.inner.refused.notified().await;
+    }
+}
+
 /// QUIC server configuration presenting `identity`. With `allowed_clients`,
 /// only clients presenting one of those certificates are admitted; without,
 /// clients are not asked for a certificate.
 pub(crate) fn server_config(
     identity: &NodeIdentity,
-    allowed_clients: Option<Vec<CertFingerprint>>,
+    allowed_clients: Option<AllowedPeers>,
 ) -> Result<quinn::ServerConfig, TlsError> {
     let provider = provider();
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -163,10 +214,10 @@ impl ServerCertVerifier for PinnedServerVerifier {
     }
 }
 
-/// Admits clients whose certificate fingerprint is on a fixed list.
+/// Admits clients whose certificate fingerprint is on the list.
 #[derive(Debug)]
 struct PinnedClientVerifier {
-    allowed: Vec<CertFingerprint>,
+    allowed: AllowedPeers,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
@@ -187,6 +238,7 @@ impl ClientCertVerifier for PinnedClientVerifier {
             Ok(ClientCertVerified::assertion())
         } else {
             tracing::debug!(%presented, "client certificate not allowed");
+            self.allowed.inner.refused.notify_one();
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
             ))
@@ -243,7 +295,7 @@ mod tests {
         let allowed = NodeIdentity::generate(&[]).unwrap();
         let stranger = NodeIdentity::generate(&[]).unwrap();
         let verifier = PinnedClientVerifier {
-            allowed: vec![allowed.fingerprint()],
+            allowed: AllowedPeers::new([allowed.fingerprint()]),
             algorithms: provider().signature_verification_algorithms,
         };
         let now = UnixTime::now();
@@ -253,13 +305,20 @@ mod tests {
         assert!(verifier
             .verify_client_cert(stranger.certificate(), &[], now)
             .is_err());
+        // The list changes under the verifier.
+        verifier
+            .allowed
+            .replace([allowed.fingerprint(), stranger.fingerprint()]);
+        assert!(verifier
+            .verify_client_cert(stranger.certificate(), &[], now)
+            .is_ok());
     }
 
     #[test]
     fn configs_build_with_explicit_provider() {
         let identity = NodeIdentity::generate(&[]).unwrap();
         server_config(&identity, None).unwrap();
-        server_config(&identity, Some(vec![identity.fingerprint()])).unwrap();
+        server_config(&identity, Some(AllowedPeers::new([identity.fingerprint()]))).unwrap();
         client_config(&identity, identity.fingerprint()).unwrap();
     }
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use buildstream_mesh::{
-    CertFingerprint, Codec, Frame, MeshClient, MeshError, MeshServer, MeshSession, NodeIdentity,
-    TrackConfig, TrackConsumer, TrackName, Tracks,
+    AllowedPeers, CertFingerprint, Codec, Frame, MeshClient, MeshError, MeshServer, MeshSession,
+    NodeIdentity, TrackConfig, TrackConsumer, TrackName, Tracks,
 };
 use bytes::Bytes;
 use tokio::task::JoinHandle;
@@ -398,13 +398,15 @@ async fn server_shutdown_closes_client_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restricted_server_admits_only_listed_clients() {
     let known = NodeIdentity::generate(&[]).unwrap();
-    let allowed = vec![known.fingerprint()];
+    let allowed = AllowedPeers::new([known.fingerprint()]);
+    let list = allowed.clone();
     let node = Node::start_with(move |addr, identity, tracks| {
-        MeshServer::bind_allowing(addr, identity, tracks, allowed)
+        MeshServer::bind_allowing(addr, identity, tracks, list)
     });
     let _producer = node.tracks.publish(name("video"));
 
-    let stranger = client(&NodeIdentity::generate(&[]).unwrap());
+    let stranger_identity = NodeIdentity::generate(&[]).unwrap();
+    let stranger = client(&stranger_identity);
     // TLS 1.3 lets the client finish before the server judges its
     // certificate, so the refusal may surface at connect or right after.
     match within(stranger.connect(node.addr, node.fingerprint)).await {
@@ -416,6 +418,17 @@ async fn restricted_server_admits_only_listed_clients() {
             ));
         }
     }
+    // Whoever keeps the list hears that someone unlisted knocked.
+    within(allowed.refused()).await;
+
+    // Listed later (a node that just registered), the same client gets in
+    // without the server being rebound.
+    allowed.replace([known.fingerprint(), stranger_identity.fingerprint()]);
+    let session = within(stranger.connect(node.addr, node.fingerprint))
+        .await
+        .unwrap();
+    assert!(within(session.subscribe(&name("video"))).await.is_ok());
+    session.close().await;
 
     let session = within(client(&known).connect(node.addr, node.fingerprint))
         .await

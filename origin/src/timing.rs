@@ -16,6 +16,14 @@ const MAX_LATE_US: i64 = 1_000_000;
 /// A fresh subscription mapped this far ahead of "now" belongs to a clock
 /// the anchor does not describe (a different publisher took over).
 const MAX_EARLY_US: i64 = 5_000_000;
+/// A running track mapped this far ahead of "now" has a clock that runs
+/// fast; the mixers would hold its frames (and the thread delivering them)
+/// until their time came, so it is pulled back to "now".
+const MAX_AHEAD_US: i64 = 2_000_000;
+/// Presentation may follow decoding by at most this much. Real reordering
+/// delays are a few frames; a larger offset would park a decoded frame in
+/// the mixer for as long.
+const MAX_COMPOSITION_OFFSET_US: i32 = 1_000_000;
 
 /// Where a source's clock meets running time; one per source, shared by its
 /// tracks.
@@ -73,7 +81,13 @@ impl TrackTimeline {
                 let mapped = anchor.map(dts_us);
                 let late = mapped < now_us - MAX_LATE_US;
                 let early = self.last_running_us.is_none() && mapped > now_us + MAX_EARLY_US;
-                (!late && !early).then_some(anchor)
+                let ahead = mapped > now_us + MAX_AHEAD_US;
+                if ahead {
+                    // Stepping back is the lesser evil here; the frame is
+                    // marked as a discontinuity for the decoder.
+                    self.last_running_us = None;
+                }
+                (!late && !early && !ahead).then_some(anchor)
             }
             _ => None,
         };
@@ -100,9 +114,11 @@ impl TrackTimeline {
         }
         self.last_source_us = Some(dts_us);
         self.last_running_us = Some(mapped);
+        let offset =
+            composition_offset_us.clamp(-MAX_COMPOSITION_OFFSET_US, MAX_COMPOSITION_OFFSET_US);
         Mapped {
             dts_us: mapped,
-            pts_us: (mapped + i64::from(composition_offset_us)).max(0),
+            pts_us: mapped.saturating_add(i64::from(offset)).max(0),
             discont,
         }
     }
@@ -172,6 +188,34 @@ mod tests {
         TrackTimeline::default().map(&mut clock, 0, 0, 1_000_000);
         let m = TrackTimeline::default().map(&mut clock, 60_000_000, 0, 2_000_000);
         assert_eq!(m.dts_us, 2_000_000);
+    }
+
+    #[test]
+    fn a_clock_running_fast_is_pulled_back_to_now() {
+        let mut clock = SourceClock::default();
+        let mut video = TrackTimeline::default();
+        video.map(&mut clock, 0, 0, 1_000_000);
+        // Four times too fast: 400 ms of stamps for every 100 ms of arrival.
+        let mut last = None;
+        for step in 1..=40 {
+            let m = video.map(&mut clock, step * 400_000, 0, 1_000_000 + step * 100_000);
+            assert!(
+                m.dts_us <= 1_000_000 + step * 100_000 + MAX_AHEAD_US,
+                "{m:?}"
+            );
+            last = Some(m);
+        }
+        assert!(last.is_some());
+    }
+
+    #[test]
+    fn composition_offsets_are_bounded() {
+        let mut clock = SourceClock::default();
+        let mut video = TrackTimeline::default();
+        let m = video.map(&mut clock, 0, i32::MAX, 5_000_000);
+        assert_eq!(m.pts_us, 5_000_000 + i64::from(MAX_COMPOSITION_OFFSET_US));
+        let m = video.map(&mut clock, 33_000, i32::MIN, 5_033_000);
+        assert_eq!(m.pts_us, 5_033_000 - i64::from(MAX_COMPOSITION_OFFSET_US));
     }
 
     #[test]

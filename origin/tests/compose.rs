@@ -311,3 +311,97 @@ async fn a_dropped_source_shows_its_placeholder_and_comes_back() {
     red.stop().await;
     blue.stop().await;
 }
+
+/// A publisher whose clock jumps about every frame: back to zero, five
+/// seconds before it, an hour ahead, to the top of RTMP's 32-bit range,
+/// with composition offsets at the ends of what the edge passes on.
+fn wild_clock(index: u64, timestamp_us: i64, offset_us: i32) -> (i64, i32) {
+    match index % 6 {
+        0 => (timestamp_us, offset_us),
+        1 => (-5_000_000, offset_us),
+        2 => (timestamp_us + 3_600_000_000, offset_us),
+        3 => (0xFFFF_FFF0 * 1000, offset_us),
+        4 => (timestamp_us, i32::MAX),
+        _ => (timestamp_us, i32::MIN),
+    }
+}
+
+/// A publisher whose clock runs four times too fast.
+fn fast_clock(_: u64, timestamp_us: i64, offset_us: i32) -> (i64, i32) {
+    (timestamp_us * 4, offset_us)
+}
+
+/// A publisher whose frames all claim to be shown 33 minutes after they
+/// are decoded.
+fn late_showing(_: u64, timestamp_us: i64, _: i32) -> (i64, i32) {
+    (timestamp_us, 2_000_000_000)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_with_broken_clocks_neither_stall_the_program_nor_its_scene_changes() {
+    let _serial = support::serial().await;
+    let nginx = Nginx::start().await;
+    let tracks = Tracks::new();
+    let red = TestSource::start(&tracks, "studio5", "alice", "red");
+    let wild = TestSource::start_restamped(&tracks, "studio5", "bob", "blue", wild_clock);
+    let fast = TestSource::start_restamped(&tracks, "studio5", "carol", "green", fast_clock);
+    let late = TestSource::start_restamped(&tracks, "studio5", "dave", "blue", late_showing);
+    let broadcasts = support::origin(&tracks, OriginConfig::default());
+    let studio = support::studio("studio5");
+    let grid = json!({"layout": "grid", "on_stage": ["alice", "bob", "carol", "dave"]});
+    broadcasts
+        .start(&studio, spec(&nginx, "clocks", grid))
+        .await
+        .expect("start");
+    support::wait_for_state(
+        &broadcasts,
+        &studio,
+        "local",
+        "live",
+        Duration::from_secs(15),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    // Taking the broken sources off stage returns promptly, and so do the
+    // status reads around it.
+    let solo = scene(json!({"layout": "solo", "on_stage": ["alice"]}));
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        broadcasts.update_scene(&studio, solo),
+    )
+    .await
+    .expect("the scene change does not hang")
+    .expect("scene change");
+    let status = broadcasts.status(&studio).expect("status");
+    assert!(status.failure.is_none(), "{status:?}");
+
+    let recorded = nginx.recorded_bytes("clocks");
+    assert!(
+        nginx
+            .wait_for_recording("clocks", recorded + 20_000, Duration::from_secs(10))
+            .await,
+        "the output keeps going"
+    );
+    let url = format!("{}/clocks", nginx.url());
+    assert_eq!(grab(&url, W, H).await.looks(W / 2, H / 2), Colour::Red);
+
+    // Back on stage and off again, then stop: nothing waits on them.
+    let back = scene(json!({"layout": "grid", "on_stage": ["alice", "bob", "carol", "dave"]}));
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        broadcasts.update_scene(&studio, back),
+    )
+    .await
+    .expect("the scene change does not hang")
+    .expect("scene change");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::timeout(Duration::from_secs(15), broadcasts.stop(&studio))
+        .await
+        .expect("stop does not hang")
+        .expect("stop");
+    red.stop().await;
+    wild.stop().await;
+    fast.stop().await;
+    late.stop().await;
+}

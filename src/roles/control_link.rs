@@ -1,7 +1,7 @@
 //! How media nodes talk to the control plane: registration heartbeats,
 //! stream-key checks and the list of edges.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use buildstream_studio::{NodeInfo, Role};
@@ -44,6 +44,25 @@ pub enum KeyCheckError {
     /// The control plane could not answer.
     #[error("control plane unavailable: {0}")]
     Unavailable(String),
+}
+
+/// What the control plane answers a heartbeat with.
+#[derive(Debug, Deserialize)]
+struct HeartbeatAnswer {
+    /// Origins: the studios recorded as live on this node.
+    #[serde(default)]
+    broadcasts: Option<Vec<String>>,
+}
+
+/// The broadcasts the control plane had recorded for this origin when it
+/// answered a heartbeat sent at `asked_at`.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    /// Studio ids.
+    pub studios: Vec<String>,
+    /// When the heartbeat was sent: anything started later is too new for
+    /// the answer to know about.
+    pub asked_at: Instant,
 }
 
 #[derive(Serialize)]
@@ -104,11 +123,19 @@ impl ControlLink {
     }
 
     /// Registers `info` now and every few seconds until `cancel` fires.
-    pub async fn heartbeat(self, info: NodeInfo, cancel: CancellationToken) {
+    /// Every assignment the control plane answers with goes to `assigned`;
+    /// one still unread when the next arrives is replaced by it.
+    pub async fn heartbeat(
+        self,
+        info: NodeInfo,
+        assigned: Option<tokio::sync::watch::Sender<Option<Assignment>>>,
+        cancel: CancellationToken,
+    ) {
         let url = format!("{}/internal/v1/nodes/{}", self.base, info.id);
         let mut registered = false;
         let mut token_refused = false;
         loop {
+            let asked_at = Instant::now();
             let sent = self
                 .http
                 .put(&url)
@@ -117,6 +144,22 @@ impl ControlLink {
                 .send()
                 .await
                 .and_then(|r| r.error_for_status());
+            let sent = match sent {
+                // An empty or unknown answer assigns nothing either way.
+                Ok(response) => response
+                    .bytes()
+                    .await
+                    .map(|body| serde_json::from_slice::<HeartbeatAnswer>(&body).ok()),
+                Err(err) => Err(err),
+            };
+            if let (Ok(Some(answer)), Some(assigned)) = (&sent, &assigned) {
+                if let Some(studios) = &answer.broadcasts {
+                    assigned.send_replace(Some(Assignment {
+                        studios: studios.clone(),
+                        asked_at,
+                    }));
+                }
+            }
             match sent {
                 Ok(_) if !registered => {
                     tracing::info!(node = %info.id, "registered with control plane");

@@ -2,10 +2,11 @@
 //! endpoint origins subscribe at, and registration with the control plane.
 
 use std::future::Future;
+use std::time::Duration;
 
 use anyhow::Context;
 use buildstream_edge::{AuthorizeError, KeyAuthority, RtmpIngest, SourceGrant};
-use buildstream_mesh::{MeshServer, NodeIdentity, Tracks};
+use buildstream_mesh::{AllowedPeers, CertFingerprint, MeshServer, NodeIdentity, Tracks};
 use buildstream_studio::{NodeInfo, Role};
 use tokio_util::sync::CancellationToken;
 
@@ -47,8 +48,11 @@ pub async fn run(
         NodeIdentity::load_or_create(&identity_dir).context("loading the edge's mesh identity")?;
     let tracks = Tracks::new();
 
-    let mesh = MeshServer::bind(edge.mesh_listen, &identity, tracks.clone())
-        .with_context(|| format!("binding mesh endpoint on {}", edge.mesh_listen))?;
+    // Only origins the control plane knows may read this edge's sources.
+    let origins = AllowedPeers::default();
+    let mesh =
+        MeshServer::bind_allowing(edge.mesh_listen, &identity, tracks.clone(), origins.clone())
+            .with_context(|| format!("binding mesh endpoint on {}", edge.mesh_listen))?;
     let mesh_addr = edge
         .mesh_public
         .clone()
@@ -56,6 +60,7 @@ pub async fn run(
     let mesh_task = tokio::spawn(mesh.run(cancel.clone()));
 
     let control = ControlLink::new(&edge.control_url, &secrets.node_token)?;
+    let follower = tokio::spawn(follow_origins(control.clone(), origins, cancel.clone()));
     let ingest = RtmpIngest::bind(edge.rtmp_listen, ControlKeys(control.clone()), tracks)
         .await
         .with_context(|| format!("binding RTMP ingest on {}", edge.rtmp_listen))?;
@@ -70,12 +75,47 @@ pub async fn run(
         ingest_url: settings.edge_ingest_url(),
     };
     tracing::info!(node = %info.id, mesh = %info.mesh_addr, ingest = %info.ingest_url, "edge started");
-    let heartbeat = tokio::spawn(control.heartbeat(info, cancel.clone()));
+    let heartbeat = tokio::spawn(control.heartbeat(info, None, cancel.clone()));
 
     cancel.cancelled().await;
     ingest.shutdown().await;
     let _ = heartbeat.await;
+    let _ = follower.await;
     let _ = mesh_task.await;
     tracing::info!("edge stopped");
     Ok(())
+}
+
+/// How often the edge relearns which origins may subscribe.
+const ORIGINS_REFRESH: Duration = Duration::from_secs(5);
+/// How soon after a refused origin the list is fetched again, and the least
+/// time between two such fetches.
+const ORIGINS_ON_DEMAND: Duration = Duration::from_millis(500);
+
+/// Keeps `allowed` equal to the fingerprints of the origins registered at
+/// the control plane: every few seconds, and soon after an unlisted client
+/// was refused (an origin that registered since the last look).
+async fn follow_origins(control: ControlLink, allowed: AllowedPeers, cancel: CancellationToken) {
+    loop {
+        match control.nodes(Role::Origin).await {
+            Ok(nodes) => {
+                let pins: Vec<CertFingerprint> = nodes
+                    .iter()
+                    .filter_map(|node| node.fingerprint.parse().ok())
+                    .collect();
+                allowed.replace(pins);
+            }
+            Err(err) => tracing::debug!(error = %err, "origin list not refreshed"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(ORIGINS_REFRESH) => {}
+            _ = allowed.refused() => {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(ORIGINS_ON_DEMAND) => {}
+                }
+            }
+        }
+    }
 }

@@ -13,7 +13,7 @@ use buildstream_studio::{NodeInfo, Role};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::control_link::ControlLink;
+use super::control_link::{Assignment, ControlLink};
 use super::mesh_sources::MeshSources;
 use crate::config::{Secrets, Settings};
 
@@ -58,7 +58,9 @@ pub async fn run(
         ingest_url: String::new(),
     };
     tracing::info!(node = %info.id, api = %info.api_url, "origin started");
-    let heartbeat = tokio::spawn(control.heartbeat(info, cancel.clone()));
+    let (assigned, assignments) = tokio::sync::watch::channel(None);
+    let heartbeat = tokio::spawn(control.heartbeat(info, Some(assigned), cancel.clone()));
+    let reconciler = tokio::spawn(reconcile(broadcasts.clone(), assignments, cancel.clone()));
 
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(cancel.clone().cancelled_owned())
@@ -66,9 +68,31 @@ pub async fn run(
         .context("serving origin API");
     broadcasts.stop_all().await;
     let _ = heartbeat.await;
+    let _ = reconciler.await;
     let _ = edges.await;
     tracing::info!("origin stopped");
     served
+}
+
+/// Keeps the live broadcasts to what the control plane has on record: a
+/// start it gave up on or a stop that never arrived ends here.
+async fn reconcile(
+    broadcasts: Broadcasts,
+    mut assignments: tokio::sync::watch::Receiver<Option<Assignment>>,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            changed = assignments.changed() => if changed.is_err() { return },
+        }
+        let assignment = assignments.borrow_and_update().clone();
+        if let Some(assignment) = assignment {
+            broadcasts
+                .reconcile(&assignment.studios, assignment.asked_at)
+                .await;
+        }
+    }
 }
 
 /// Only the control plane, holding the node token, may drive broadcasts.

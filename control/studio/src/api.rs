@@ -256,7 +256,12 @@ async fn delete_studio(
 ) -> Result<StatusCode, ApiError> {
     service.store.owned_studio(&auth.user_id, &id).await?;
     if let Some(broadcast) = service.store.broadcast(&id).await? {
-        service.origins.stop(&broadcast.origin_url, &id).await?;
+        // An origin that cannot be told now stops the broadcast at its next
+        // heartbeat, when it no longer finds the studio among its own.
+        if let Err(err) = service.origins.stop(&broadcast.origin_url, &id).await {
+            tracing::warn!(studio = %id, origin = %broadcast.origin_id, error = %err.message,
+                "origin did not confirm the stop; it stops at its next heartbeat");
+        }
     }
     service.store.delete_studio(&id).await?;
     tracing::info!(studio = %id, "studio deleted");
@@ -645,7 +650,13 @@ async fn start_broadcast(
         .start(&broadcast.origin_url, &id, &spec)
         .await
     {
+        // The origin may have started it anyway (a timeout). Without the
+        // record it stops it at its next heartbeat; tell it now as well.
         service.store.delete_broadcast(&id).await?;
+        let (origins, url, studio) = (service.origins.clone(), broadcast.origin_url, id.clone());
+        tokio::spawn(async move {
+            let _ = origins.stop(&url, &studio).await;
+        });
         return Err(err);
     }
     tracing::info!(studio = %id, origin = %broadcast.origin_id, "broadcast started");
@@ -716,10 +727,21 @@ async fn stop_broadcast(
     let Some(broadcast) = service.store.broadcast(&id).await? else {
         return Err(ApiError::conflict("not_live", "the studio is not live"));
     };
-    service.origins.stop(&broadcast.origin_url, &id).await?;
+    let confirmed = service.origins.stop(&broadcast.origin_url, &id).await;
     service.store.delete_broadcast(&id).await?;
-    tracing::info!(studio = %id, "broadcast stopped");
-    Ok(StatusCode::NO_CONTENT)
+    match confirmed {
+        Ok(()) => {
+            tracing::info!(studio = %id, "broadcast stopped");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        // The show is over as far as the studio is concerned; the origin,
+        // once it answers again, finds the broadcast unassigned and stops it.
+        Err(err) => {
+            tracing::warn!(studio = %id, origin = %broadcast.origin_id, error = %err.message,
+                "origin did not confirm the stop; it stops at its next heartbeat");
+            Ok(StatusCode::ACCEPTED)
+        }
+    }
 }
 
 // ---- nodes ------------------------------------------------------------
@@ -768,15 +790,30 @@ async fn node_heartbeat(
     _node: NodeAuth,
     Path(id): Path<String>,
     ApiJson(info): ApiJson<NodeInfo>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<HeartbeatAnswer>, ApiError> {
     if info.id != id {
         return Err(ApiError::invalid(
             "invalid_node",
             "node id does not match the path",
         ));
     }
+    let role = info.role;
     service.nodes.heartbeat(info);
-    Ok(StatusCode::NO_CONTENT)
+    // An origin learns which broadcasts it should be running; it stops any
+    // other (a start that timed out here, a stop it never heard of).
+    let broadcasts = match role {
+        Role::Origin => Some(service.store.broadcasts_on(&id).await?),
+        Role::Edge => None,
+    };
+    Ok(Json(HeartbeatAnswer { broadcasts }))
+}
+
+/// What a node learns from its heartbeat.
+#[derive(Debug, Serialize)]
+struct HeartbeatAnswer {
+    /// Origins: the studios recorded as live on this origin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broadcasts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -333,6 +333,16 @@ impl Store {
         .await?)
     }
 
+    /// Studios recorded as live on the origin `origin_id`, sorted.
+    pub async fn broadcasts_on(&self, origin_id: &str) -> Result<Vec<String>, ApiError> {
+        Ok(sqlx::query_scalar(
+            "SELECT studio_id FROM broadcasts WHERE origin_id = ? ORDER BY studio_id",
+        )
+        .bind(origin_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Forgets the studio's broadcast.
     pub async fn delete_broadcast(&self, studio: &str) -> Result<(), ApiError> {
         sqlx::query("DELETE FROM broadcasts WHERE studio_id = ?")

@@ -464,7 +464,7 @@ async fn nodes_register_with_the_node_token() {
         .call("PUT", "/internal/v1/nodes/edge-1", edge.clone(), None)
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = h
+    let (status, answer) = h
         .call(
             "PUT",
             "/internal/v1/nodes/edge-1",
@@ -472,7 +472,20 @@ async fn nodes_register_with_the_node_token() {
             Some(NODE_TOKEN),
         )
         .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer, json!({}), "edges are assigned nothing");
+    // An origin hears which broadcasts it should be running.
+    let origin = json!({"id": "origin-1", "role": "origin", "api_url": "http://127.0.0.1:9"});
+    let (status, answer) = h
+        .call(
+            "PUT",
+            "/internal/v1/nodes/origin-1",
+            origin,
+            Some(NODE_TOKEN),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer, json!({"broadcasts": []}));
     let (_, edges) = h
         .call(
             "GET",

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use buildstream_mesh::Tracks;
 use serde::{Deserialize, Serialize};
@@ -169,6 +169,8 @@ struct Inner {
 struct Broadcast {
     studio: StudioId,
     started_at: SystemTime,
+    /// When this origin was asked to start it.
+    began: Instant,
     profile: OutputProfile,
     /// `None` while starting and after stopping. Shared so that status
     /// reads never wait for a scene change in progress.
@@ -209,6 +211,7 @@ impl Broadcasts {
         let broadcast = Arc::new(Broadcast {
             studio: studio.clone(),
             started_at: SystemTime::now(),
+            began: Instant::now(),
             profile: spec.output,
             compositor: Mutex::new(None),
             destinations,
@@ -304,15 +307,13 @@ impl Broadcasts {
     ) -> Result<(), BroadcastError> {
         let broadcast = self.find(studio)?;
         let _changing = broadcast.changing.lock().await;
-        let target = broadcast.clone();
-        tokio::task::spawn_blocking(move || match lock(&target.compositor).as_ref() {
-            Some(compositor) => compositor
-                .update_scene(&scene)
-                .map_err(BroadcastError::from),
-            None => Err(BroadcastError::NotFound),
-        })
-        .await
-        .map_err(|e| BroadcastError::Compositor(CompositorError::Pipeline(e.to_string())))?
+        // The compositor is taken out of its lock: status reads go on while
+        // the scene changes.
+        let compositor = broadcast.compositor().ok_or(BroadcastError::NotFound)?;
+        tokio::task::spawn_blocking(move || compositor.update_scene(&scene))
+            .await
+            .map_err(|e| CompositorError::Pipeline(e.to_string()))?
+            .map_err(BroadcastError::from)
     }
 
     /// Adds a destination, or replaces the one with the same id.
@@ -362,6 +363,25 @@ impl Broadcasts {
         let _changing = broadcast.changing.lock().await;
         broadcast.shut_down().await;
         Ok(())
+    }
+
+    /// Stops the broadcasts the control plane no longer has on record for
+    /// this origin: `assigned` is its list as of `asked_at`, so broadcasts
+    /// asked for after that are left alone. Returns the studios stopped.
+    pub async fn reconcile(&self, assigned: &[String], asked_at: Instant) -> Vec<StudioId> {
+        let orphans: Vec<StudioId> = lock(&self.inner.live)
+            .values()
+            .filter(|b| b.began < asked_at && !assigned.iter().any(|s| s == b.studio.as_str()))
+            .map(|b| b.studio.clone())
+            .collect();
+        let mut stopped = Vec::with_capacity(orphans.len());
+        for studio in orphans {
+            tracing::warn!(studio = %studio, "broadcast not on record at the control plane, stopping it");
+            if self.stop(&studio).await.is_ok() {
+                stopped.push(studio);
+            }
+        }
+        stopped
     }
 
     /// Stops every broadcast (origin shutdown).
@@ -479,6 +499,32 @@ mod tests {
         assert_eq!(spec.output, OutputProfile::default());
         assert_eq!(spec.destinations[0].id, "yt");
         assert_eq!(spec.destinations[0].spec.name, "YouTube");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn broadcasts_the_control_plane_forgot_are_stopped_and_new_ones_kept() {
+        let broadcasts = Broadcasts::new(Arc::new(Tracks::new()), OriginConfig::default()).unwrap();
+        let (kept, orphan) = (
+            StudioId::new("kept").unwrap(),
+            StudioId::new("orphan").unwrap(),
+        );
+        for studio in [&kept, &orphan] {
+            broadcasts
+                .start(studio, BroadcastSpec::default())
+                .await
+                .unwrap();
+        }
+        // An answer to a heartbeat sent before either started knows neither.
+        let early = broadcasts.inner.live.lock().unwrap()[&kept].began
+            - std::time::Duration::from_millis(1);
+        assert!(broadcasts.reconcile(&[], early).await.is_empty());
+
+        let stopped = broadcasts
+            .reconcile(&["kept".to_owned()], Instant::now())
+            .await;
+        assert_eq!(stopped, vec![orphan.clone()]);
+        assert_eq!(broadcasts.studios(), vec![kept.clone()]);
+        broadcasts.stop_all().await;
     }
 
     #[tokio::test]

@@ -318,13 +318,37 @@ impl Core {
         Ok(branch)
     }
 
-    /// Removes a branch from the playing pipeline: stops it first, so that
-    /// nothing is pushed into a released pad, then releases and removes.
+    /// Removes a branch from the playing pipeline without waiting on it.
+    ///
+    /// A branch's streaming thread may be parked inside the mixer, waiting
+    /// for the output to reach a buffer stamped ahead of it; stopping the
+    /// branch first would wait for that thread forever. So the branch's
+    /// output is cut first (later buffers are dropped at its pad), the
+    /// mixer pad is released, which flushes it and wakes any thread waiting
+    /// there, and only then is the branch stopped, on a thread of its own so
+    /// that a stuck element never stalls a scene change or a stop.
     pub(crate) fn detach(&self, branch: Branch) {
-        let _ = branch.bin.set_state(gst::State::Null);
+        if let Some(src) = branch.bin.static_pad("src") {
+            src.add_probe(
+                gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+                |_, _| gst::PadProbeReturn::Drop,
+            );
+        }
         branch.mixer.release_request_pad(&branch.pad);
         let _ = self.pipeline.remove(&branch.bin);
         lock(&self.broken).remove(branch.bin.name().as_str());
+        let bin = branch.bin;
+        let stopped = std::thread::Builder::new()
+            .name("branch-stop".into())
+            .spawn({
+                let bin = bin.clone();
+                move || {
+                    let _ = bin.set_state(gst::State::Null);
+                }
+            });
+        if stopped.is_err() {
+            let _ = bin.set_state(gst::State::Null);
+        }
     }
 
     /// Registers a branch whose errors its owner handles by rebuilding it.
@@ -371,14 +395,17 @@ fn handle_message(core: &Core, message: &gst::Message) {
         MessageView::Error(error) => {
             let Some(origin) = message.src() else { return };
             // Errors from branches already removed are leftovers.
-            if !origin.has_as_ancestor(&core.pipeline) {
+            let Some(branch) = top_level_child(&core.pipeline, origin) else {
                 return;
-            }
-            let branch = top_level_child(&core.pipeline, origin);
-            if let Some(flag) = branch.and_then(|name| lock(&core.broken).get(&name).cloned()) {
+            };
+            if let Some(flag) = lock(&core.broken).get(&branch).cloned() {
                 tracing::warn!(studio = %core.studio, element = %origin.name(),
                     error = %error.error(), "source branch failed, rebuilding");
                 flag.store(true, Ordering::SeqCst);
+                return;
+            }
+            if branch.starts_with(slot::BRANCH_PREFIX) {
+                // A source branch on its way out; its owner dropped it.
                 return;
             }
             tracing::error!(studio = %core.studio, element = %origin.name(),

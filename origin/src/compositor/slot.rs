@@ -31,6 +31,9 @@ const PLACEHOLDER_COLOR: u32 = 0xFF2A_2A2E;
 const PLACEHOLDER_SIZE: (i32, i32) = (640, 360);
 const PLACEHOLDER_FPS: i32 = 5;
 
+/// The name prefix of every source's decoding branch.
+pub(crate) const BRANCH_PREFIX: &str = "input-";
+
 /// Unique suffixes for element names: a pipeline's children need distinct
 /// names, and a rebuilt branch must not collide with the one it replaces.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -416,7 +419,7 @@ impl Feeder {
     /// Builds and attaches a decoding branch for `config`.
     fn build(&self, config: &Arc<TrackConfig>) -> Result<Decoder, CompositorError> {
         let name = unique(&format!(
-            "input-{}-{}",
+            "{BRANCH_PREFIX}{}-{}",
             self.input.name.source(),
             self.input.kind.track()
         ));

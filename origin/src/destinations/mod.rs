@@ -359,9 +359,7 @@ impl Destinations {
             self.fanout.detach(id.as_str());
             entry.cancel.cancel();
         }
-        for (_, entry) in entries {
-            stop_entry(entry).await;
-        }
+        futures::future::join_all(entries.into_iter().map(|(_, entry)| stop_entry(entry))).await;
     }
 
     /// A snapshot of every destination, sorted by id.

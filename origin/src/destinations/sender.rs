@@ -64,12 +64,18 @@ pub(super) enum SendError {
 }
 
 impl SendError {
-    /// Errors that retrying is unlikely to fix by itself.
-    fn is_refusal(&self) -> bool {
-        matches!(
-            self,
-            SendError::Tls(_) | SendError::Rtmp(RtmpError::Rejected(_))
-        )
+    /// Errors that retrying is unlikely to fix by itself. `reconnecting`
+    /// says whether this sender was live before: a server still holding
+    /// the stream of a connection that died on our side answers `BadName`
+    /// ("already publishing") until it notices, which clears by itself.
+    fn is_refusal(&self, reconnecting: bool) -> bool {
+        match self {
+            SendError::Tls(_) => true,
+            SendError::Rtmp(RtmpError::Rejected(code)) => {
+                !(reconnecting && code.contains("BadName"))
+            }
+            _ => false,
+        }
     }
 }
 
@@ -206,7 +212,12 @@ impl Sender {
                 {
                     backoff.reset();
                 }
-                refusals = if error.is_refusal() { refusals + 1 } else { 0 };
+                let reconnecting = self.status.connections.load(Ordering::Relaxed) > 0;
+                refusals = if error.is_refusal(reconnecting) {
+                    refusals + 1
+                } else {
+                    0
+                };
                 let message = error.to_string();
                 if refusals >= MAX_REFUSALS {
                     tracing::warn!(error = %message, "destination keeps refusing, giving up");
@@ -395,6 +406,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_stale_stream_at_the_server_is_not_a_refusal_after_being_live() {
+        let bad_name = || SendError::Rtmp(RtmpError::Rejected("NetStream.Publish.BadName".into()));
+        assert!(
+            bad_name().is_refusal(false),
+            "first attempt: the name is taken"
+        );
+        assert!(
+            !bad_name().is_refusal(true),
+            "reconnecting: our old stream lingers"
+        );
+        let denied = SendError::Rtmp(RtmpError::Rejected("NetConnection.Connect.Rejected".into()));
+        assert!(denied.is_refusal(true));
+        assert!(!SendError::WriteTimeout.is_refusal(true));
+    }
+
+    #[test]
     fn backoff_doubles_with_jitter_up_to_the_cap() {
         let mut backoff = Backoff::new();
         let lows: Vec<Duration> = (0..7).map(|_| backoff.next_delay(0.0)).collect();
@@ -411,10 +438,11 @@ mod tests {
     #[test]
     fn refusals_are_told_apart_from_network_errors() {
         assert!(
-            SendError::Rtmp(RtmpError::Rejected("NetStream.Publish.BadName".into())).is_refusal()
+            SendError::Rtmp(RtmpError::Rejected("NetStream.Publish.BadName".into()))
+                .is_refusal(false)
         );
-        assert!(!SendError::Closed.is_refusal());
-        assert!(!SendError::Connect(io::ErrorKind::ConnectionRefused.into()).is_refusal());
+        assert!(!SendError::Closed.is_refusal(true));
+        assert!(!SendError::Connect(io::ErrorKind::ConnectionRefused.into()).is_refusal(true));
     }
 
     #[test]

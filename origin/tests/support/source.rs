@@ -21,6 +21,14 @@ pub struct TestSource {
     task: JoinHandle<()>,
 }
 
+/// Rewrites a frame's timestamp and composition offset in µs, given the
+/// frame's index in its track: a publisher with a broken clock.
+pub type Restamp = fn(u64, i64, i32) -> (i64, i32);
+
+fn keep(_: u64, timestamp_us: i64, composition_offset_us: i32) -> (i64, i32) {
+    (timestamp_us, composition_offset_us)
+}
+
 impl TestSource {
     /// Starts publishing `studio/{studio}/{source}` in `color` (an ffmpeg
     /// colour name such as `red` or `0x0000ff`).
@@ -31,6 +39,7 @@ impl TestSource {
             source,
             &format!("color=c={color}"),
             (WIDTH, HEIGHT),
+            keep,
         )
     }
 
@@ -42,16 +51,49 @@ impl TestSource {
         color: &str,
         size: (u32, u32),
     ) -> Self {
-        Self::spawn(tracks, studio, source, &format!("color=c={color}"), size)
+        Self::spawn(
+            tracks,
+            studio,
+            source,
+            &format!("color=c={color}"),
+            size,
+            keep,
+        )
     }
 
     /// Starts publishing a moving test pattern: unlike a solid colour it
     /// costs real bitrate once composed and encoded.
     pub fn start_moving(tracks: &Tracks, studio: &str, source: &str) -> Self {
-        Self::spawn(tracks, studio, source, "testsrc2", (WIDTH, HEIGHT))
+        Self::spawn(tracks, studio, source, "testsrc2", (WIDTH, HEIGHT), keep)
     }
 
-    fn spawn(tracks: &Tracks, studio: &str, source: &str, lavfi: &str, size: (u32, u32)) -> Self {
+    /// Like [`TestSource::start`], with every timestamp passed through
+    /// `restamp`.
+    pub fn start_restamped(
+        tracks: &Tracks,
+        studio: &str,
+        source: &str,
+        color: &str,
+        restamp: Restamp,
+    ) -> Self {
+        Self::spawn(
+            tracks,
+            studio,
+            source,
+            &format!("color=c={color}"),
+            (WIDTH, HEIGHT),
+            restamp,
+        )
+    }
+
+    fn spawn(
+        tracks: &Tracks,
+        studio: &str,
+        source: &str,
+        lavfi: &str,
+        size: (u32, u32),
+        restamp: Restamp,
+    ) -> Self {
         let (width, height) = size;
         let mut child = Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error", "-re"])
@@ -78,7 +120,7 @@ impl TestSource {
         let stdout = child.stdout.take().expect("stdout");
         let video = tracks.publish(TrackName::new(studio, source, "video").expect("name"));
         let audio = tracks.publish(TrackName::new(studio, source, "audio").expect("name"));
-        let task = tokio::spawn(pump(stdout, video, audio, size));
+        let task = tokio::spawn(pump(stdout, video, audio, size, restamp));
         Self { child, task }
     }
 
@@ -94,7 +136,9 @@ async fn pump(
     video: buildstream_mesh::TrackProducer,
     audio: buildstream_mesh::TrackProducer,
     (width, height): (u32, u32),
+    restamp: Restamp,
 ) {
+    let (mut video_index, mut audio_index) = (0u64, 0u64);
     let mut reader = flv::Reader::new();
     let mut buffer = vec![0u8; 64 * 1024];
     let mut video_config: Option<Arc<TrackConfig>> = None;
@@ -125,9 +169,12 @@ async fn pump(
                         data,
                     } => {
                         if let Some(config) = &video_config {
+                            video_index += 1;
+                            let (timestamp_us, composition_offset_us) =
+                                restamp(video_index, timestamp_us, cts_ms * 1000);
                             let _ = video.write(Frame {
                                 timestamp_us,
-                                composition_offset_us: cts_ms * 1000,
+                                composition_offset_us,
                                 keyframe,
                                 payload: data,
                                 config: config.clone(),
@@ -150,9 +197,12 @@ async fn pump(
                     }
                     AudioPacket::Frame(data) => {
                         if let Some(config) = &audio_config {
+                            audio_index += 1;
+                            let (timestamp_us, composition_offset_us) =
+                                restamp(audio_index, timestamp_us, 0);
                             let _ = audio.write(Frame {
                                 timestamp_us,
-                                composition_offset_us: 0,
+                                composition_offset_us,
                                 keyframe: true,
                                 payload: data,
                                 config: config.clone(),
