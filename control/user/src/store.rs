@@ -113,7 +113,10 @@ impl Users {
     /// caller can issue the next one. A token used before revokes its family.
     pub async fn rotate_refresh_token(&self, digest: &str) -> Result<(String, String), ApiError> {
         let refused = || ApiError::unauthorized("invalid refresh token");
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: the transaction writes after reading, and SQLite cannot
+        // upgrade a reader to a writer while another writer is active; it
+        // would fail at once rather than wait out the busy timeout.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row: Option<(String, String, i64, i64, i64)> = sqlx::query_as(
             "SELECT user_id, family, expires_at, used, revoked FROM refresh_tokens WHERE digest = ?",
         )

@@ -188,3 +188,71 @@ async fn profile_needs_a_valid_token() {
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_refreshes_on_a_file_database_all_succeed_and_a_race_has_one_winner() {
+    let dir = std::env::temp_dir().join(format!("user-refresh-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pool = buildstream_service::storage::open_sqlite(&dir.join("users.db"))
+        .await
+        .unwrap();
+    let keys = TokenKeys::from_secret(&[7u8; 32]).unwrap();
+    let app = UserService::new(pool, keys).await.unwrap().router();
+    register_and_sign_in(&app).await;
+    let mut sessions = Vec::new();
+    for _ in 0..12 {
+        let (status, tokens) = call(
+            &app,
+            "POST",
+            "/api/v1/sessions",
+            json!({"email": "host@example.com", "password": "hunter2hunter2"}),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        sessions.push(tokens["refresh_token"].as_str().unwrap().to_owned());
+    }
+
+    // Twelve devices refresh at once: every one gets through.
+    let refreshes = sessions.iter().map(|token| {
+        let app = app.clone();
+        let body = json!({"refresh_token": token});
+        tokio::spawn(
+            async move { call(&app, "POST", "/api/v1/sessions/refresh", body, None).await },
+        )
+    });
+    for refreshed in futures::future::join_all(refreshes).await {
+        let (status, body) = refreshed.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    // One token raced from two places: one wins, the other is a replay.
+    let (status, tokens) = call(
+        &app,
+        "POST",
+        "/api/v1/sessions",
+        json!({"email": "host@example.com", "password": "hunter2hunter2"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let token = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let race = (0..2).map(|_| {
+        let app = app.clone();
+        let body = json!({"refresh_token": token});
+        tokio::spawn(
+            async move { call(&app, "POST", "/api/v1/sessions/refresh", body, None).await },
+        )
+    });
+    let statuses: Vec<StatusCode> = futures::future::join_all(race)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().0)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
