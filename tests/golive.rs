@@ -270,7 +270,7 @@ async fn go_live(deployment: &Deployment, ca: &TestCa) {
 
     // The red camera is on before the show starts, the blue one joins after:
     // its slot shows a placeholder until then.
-    let _red = publish_color(sources[0]["publish_url"].as_str().unwrap(), "red", &[]);
+    let mut red = publish_color(sources[0]["publish_url"].as_str().unwrap(), "red", &[]);
     let blue_url = sources[1]["publish_url"].as_str().unwrap().to_owned();
 
     let cpu_before = deployment.cpu_seconds();
@@ -442,6 +442,20 @@ async fn go_live(deployment: &Deployment, ca: &TestCa) {
         .ok("GET", &format!("/api/v1/studios/{studio}/broadcast"), None)
         .await;
     assert_eq!(status["state"], "offline");
+
+    // Rotating a key disconnects the encoder still publishing with it.
+    assert!(red.is_running(), "the red encoder is still publishing");
+    api.ok(
+        "POST",
+        &format!("/api/v1/studios/{studio}/sources/{}/key", ids[0]),
+        None,
+    )
+    .await;
+    wait_for(
+        "the encoder with the old key to be disconnected",
+        Duration::from_secs(30),
+        || (!red.is_running()).then_some(()),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

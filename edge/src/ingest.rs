@@ -9,8 +9,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -41,6 +43,10 @@ pub struct IngestConfig {
     /// A key check that takes longer is treated as the authority being
     /// unavailable, and the publish is refused.
     pub authorize_timeout: Duration,
+    /// How often a live publisher's key is checked again: a key rotated or
+    /// a source deleted since the publish started ends the connection at
+    /// the next check. A check the authority cannot answer changes nothing.
+    pub recheck_interval: Duration,
 }
 
 impl Default for IngestConfig {
@@ -48,6 +54,7 @@ impl Default for IngestConfig {
         Self {
             idle_timeout: Duration::from_secs(10),
             authorize_timeout: Duration::from_secs(5),
+            recheck_interval: Duration::from_secs(10),
         }
     }
 }
@@ -202,6 +209,7 @@ enum End {
     PeerClosed,
     Idle,
     Refused,
+    KeyRevoked,
     Io(io::Error),
     Protocol(SessionError),
     Source(SourceError),
@@ -215,6 +223,7 @@ impl fmt::Display for End {
             End::PeerClosed => f.write_str("peer closed the connection"),
             End::Idle => f.write_str("idle timeout"),
             End::Refused => f.write_str("request refused"),
+            End::KeyRevoked => f.write_str("stream key no longer valid"),
             End::Io(error) => write!(f, "i/o error: {error}"),
             End::Protocol(error) => write!(f, "protocol error: {error}"),
             End::Source(error) => write!(f, "{error}"),
@@ -235,6 +244,18 @@ struct Connection<A> {
 struct Publishing {
     grant: SourceGrant,
     source: SourcePublisher,
+    /// Kept to check again while live.
+    stream_key: String,
+}
+
+/// A key check running beside the connection's reads.
+type Recheck = Pin<Box<dyn Future<Output = Result<SourceGrant, AuthorizeError>> + Send>>;
+
+/// What woke a connection.
+enum Wake {
+    Read(Result<io::Result<usize>, tokio::time::error::Elapsed>),
+    RecheckDue,
+    Rechecked(Result<SourceGrant, AuthorizeError>),
 }
 
 impl<A: KeyAuthority> Connection<A> {
@@ -267,6 +288,9 @@ impl<A: KeyAuthority> Connection<A> {
 
     async fn serve(&mut self) -> End {
         let mut buffer = vec![0; READ_BUFFER_SIZE];
+        let interval = self.shared.config.recheck_interval;
+        let mut next_check = tokio::time::Instant::now() + interval;
+        let mut recheck: Option<Recheck> = None;
         loop {
             if let Err(end) = self.flush().await {
                 return end;
@@ -274,9 +298,27 @@ impl<A: KeyAuthority> Connection<A> {
             if self.session.is_closing() {
                 return End::Refused;
             }
-            let read = tokio::select! {
+            let live = self.publishing.is_some();
+            let wake = tokio::select! {
                 () = self.stop.cancelled() => return self.stop_reason(),
-                read = timeout(self.shared.config.idle_timeout, self.stream.read(&mut buffer)) => read,
+                read = timeout(self.shared.config.idle_timeout, self.stream.read(&mut buffer)) => Wake::Read(read),
+                () = tokio::time::sleep_until(next_check), if live && recheck.is_none() => Wake::RecheckDue,
+                verdict = async { recheck.as_mut().expect("guarded").await }, if recheck.is_some() => Wake::Rechecked(verdict),
+            };
+            let read = match wake {
+                Wake::Read(read) => read,
+                Wake::RecheckDue => {
+                    recheck = self.recheck();
+                    continue;
+                }
+                Wake::Rechecked(verdict) => {
+                    recheck = None;
+                    next_check = tokio::time::Instant::now() + interval;
+                    if let Err(end) = self.judge_recheck(verdict) {
+                        return end;
+                    }
+                    continue;
+                }
             };
             let count = match read {
                 Err(_) => return End::Idle,
@@ -314,6 +356,42 @@ impl<A: KeyAuthority> Connection<A> {
         }
     }
 
+    /// Starts checking the live publisher's key again.
+    fn recheck(&self) -> Option<Recheck> {
+        let key = self.publishing.as_ref()?.stream_key.clone();
+        let shared = self.shared.clone();
+        Some(Box::pin(async move {
+            let check = shared.authority.authorize(&key);
+            timeout(shared.config.authorize_timeout, check)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(AuthorizeError::Unavailable(
+                        "key check timed out".to_owned(),
+                    ))
+                })
+        }))
+    }
+
+    /// Ends the connection if the key no longer grants what it publishes.
+    fn judge_recheck(&self, verdict: Result<SourceGrant, AuthorizeError>) -> Result<(), End> {
+        let Some(publishing) = &self.publishing else {
+            return Ok(());
+        };
+        let key = KeyFingerprint::of(&publishing.stream_key);
+        match verdict {
+            Ok(grant) if grant == publishing.grant => Ok(()),
+            Ok(_) | Err(AuthorizeError::Refused) => {
+                tracing::warn!(%key, studio = %publishing.grant.studio, source = %publishing.grant.source,
+                    "stream key revoked while live; disconnecting the publisher");
+                Err(End::KeyRevoked)
+            }
+            Err(AuthorizeError::Unavailable(reason)) => {
+                tracing::debug!(%key, %reason, "live key not rechecked; keeping the publisher");
+                Ok(())
+            }
+        }
+    }
+
     async fn authorize(&mut self, app: &str, stream_key: &str) -> Result<(), End> {
         let key = KeyFingerprint::of(stream_key);
         let check = self.shared.authority.authorize(stream_key);
@@ -333,7 +411,11 @@ impl<A: KeyAuthority> Connection<A> {
                     if self.session.accept_publish().map_err(End::Protocol)? {
                         tracing::info!(%key, app, studio = %grant.studio, source = %grant.source, "publishing");
                         self.register(&grant);
-                        self.publishing = Some(Publishing { grant, source });
+                        self.publishing = Some(Publishing {
+                            grant,
+                            source,
+                            stream_key: stream_key.to_owned(),
+                        });
                     }
                     return Ok(());
                 }

@@ -471,6 +471,92 @@ async fn idle_connections_are_dropped() {
     wait_for_tracks(&ingest.tracks, &[]).await;
 }
 
+#[tokio::test]
+async fn a_key_revoked_while_live_ends_the_publish_and_an_outage_does_not() {
+    let config = IngestConfig {
+        recheck_interval: Duration::from_millis(200),
+        authorize_timeout: Duration::from_millis(200),
+        ..IngestConfig::default()
+    };
+    let ingest = Ingest::start(config).await;
+    let mut client = RtmpClient::connect(ingest.addr()).await;
+    let stream = client.start_publishing(KEY).await;
+    open_av(&mut client, stream, 1).await;
+    wait_for_tracks(&ingest.tracks, &["audio", "video"]).await;
+
+    // Several checks pass while the key stands.
+    for step in 1..=8 {
+        client
+            .video(stream, step * 100, &avc_frame(false, 0, 2, 100))
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!client.closed_within(Duration::from_millis(100)).await);
+
+    // The key is rotated (or the source deleted): the publisher goes, well
+    // before the idle timeout could have closed it.
+    ingest.keys.remove(KEY);
+    assert!(
+        client.closed_within(Duration::from_secs(3)).await,
+        "publisher with a revoked key kept"
+    );
+    wait_for_tracks(&ingest.tracks, &[]).await;
+}
+
+/// Accepts once, then cannot be reached.
+struct FlakyAuthority {
+    answered: std::sync::atomic::AtomicBool,
+}
+
+impl KeyAuthority for FlakyAuthority {
+    async fn authorize(&self, _stream_key: &str) -> Result<SourceGrant, AuthorizeError> {
+        if self
+            .answered
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(AuthorizeError::Unavailable("control plane down".to_owned()));
+        }
+        Ok(SourceGrant {
+            studio: STUDIO.to_owned(),
+            source: SOURCE.to_owned(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_live_publisher_survives_an_authority_outage() {
+    init_tracing();
+    let config = IngestConfig {
+        recheck_interval: Duration::from_millis(100),
+        authorize_timeout: Duration::from_millis(100),
+        ..IngestConfig::default()
+    };
+    let authority = FlakyAuthority {
+        answered: std::sync::atomic::AtomicBool::new(false),
+    };
+    let tracks = Tracks::new();
+    let ingest = RtmpIngest::bind_with_config(
+        "127.0.0.1:0".parse().unwrap(),
+        authority,
+        tracks.clone(),
+        config,
+    )
+    .await
+    .unwrap();
+    let mut client = RtmpClient::connect(ingest.local_addr()).await;
+    let stream = client.start_publishing(KEY).await;
+    open_av(&mut client, stream, 1).await;
+    wait_for_tracks(&tracks, &["audio", "video"]).await;
+    for step in 1..=10 {
+        client
+            .video(stream, step * 100, &avc_frame(false, 0, 2, 100))
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!client.closed_within(Duration::from_millis(200)).await);
+    wait_for_tracks(&tracks, &["audio", "video"]).await;
+}
+
 async fn assert_rejected(ingest: &Ingest, bytes: &[u8], handshake: bool) {
     let mut client = if handshake {
         RtmpClient::connect(ingest.addr()).await
