@@ -24,6 +24,11 @@ pub struct Settings {
     /// the data directory when unset.
     pub token_secret: Option<String>,
     /// Control plane settings.
+    /// Whether destinations on loopback, private or other internal
+    /// addresses are accepted. Unset: yes in `dev` (a studio on this
+    /// machine), no for `control` and `origin` (a server must not be made
+    /// to connect inward).
+    pub allow_private_destinations: Option<bool>,
     pub control: ControlSettings,
     /// Edge settings.
     pub edge: EdgeSettings,
@@ -83,6 +88,7 @@ impl Default for Settings {
             region: "local".to_owned(),
             node_token: None,
             token_secret: None,
+            allow_private_destinations: None,
             control: ControlSettings::default(),
             edge: EdgeSettings::default(),
             origin: OriginSettings::default(),
@@ -150,23 +156,27 @@ pub struct Overrides {
     )]
     pub token_secret: Option<String>,
     /// Control plane HTTP address.
-    #[arg(long, env = "BUILDSTREAM_HTTP_LISTEN", global = true)]
+    #[arg(long, env = "BUILDSTREAM_HTTP_LISTEN", global = true, value_parser = listen_addr)]
     pub http_listen: Option<SocketAddr>,
     /// Control plane base URL (edges and origins).
     #[arg(long, env = "BUILDSTREAM_CONTROL_URL", global = true)]
     pub control_url: Option<String>,
     /// Edge RTMP ingest address.
-    #[arg(long, env = "BUILDSTREAM_RTMP_LISTEN", global = true)]
+    #[arg(long, env = "BUILDSTREAM_RTMP_LISTEN", global = true, value_parser = listen_addr)]
     pub rtmp_listen: Option<SocketAddr>,
     /// Edge mesh (QUIC) address.
-    #[arg(long, env = "BUILDSTREAM_MESH_LISTEN", global = true)]
+    #[arg(long, env = "BUILDSTREAM_MESH_LISTEN", global = true, value_parser = listen_addr)]
     pub mesh_listen: Option<SocketAddr>,
     /// Origin internal API address.
-    #[arg(long, env = "BUILDSTREAM_ORIGIN_LISTEN", global = true)]
+    #[arg(long, env = "BUILDSTREAM_ORIGIN_LISTEN", global = true, value_parser = listen_addr)]
     pub origin_listen: Option<SocketAddr>,
     /// Extra CA certificates (PEM) trusted for rtmps:// destinations.
     #[arg(long, env = "BUILDSTREAM_EXTRA_CA_FILE", global = true)]
     pub extra_ca_file: Option<PathBuf>,
+    /// Accept destinations on loopback and private addresses (default: yes
+    /// in dev, no otherwise).
+    #[arg(long, env = "BUILDSTREAM_ALLOW_PRIVATE_DESTINATIONS", global = true)]
+    pub allow_private_destinations: Option<bool>,
 }
 
 impl Settings {
@@ -218,6 +228,9 @@ impl Settings {
         if o.extra_ca_file.is_some() {
             self.origin.extra_ca_file.clone_from(&o.extra_ca_file);
         }
+        if o.allow_private_destinations.is_some() {
+            self.allow_private_destinations = o.allow_private_destinations;
+        }
     }
 
     /// The node token and token secret: configured ones, else those stored
@@ -247,14 +260,6 @@ impl Settings {
             .public_ingest_url
             .clone()
             .unwrap_or_else(|| format!("rtmp://{}/live", self.edge.rtmp_listen))
-    }
-
-    /// The URL the control plane reaches this origin at.
-    pub fn origin_api_url(&self) -> String {
-        self.origin
-            .public_api_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.origin.listen))
     }
 }
 
@@ -300,6 +305,25 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A listen address as `host:port`: an IP address, or a name such as
+/// `localhost` that resolves to one (IPv4 preferred).
+fn listen_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    use std::net::ToSocketAddrs as _;
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|err| format!("{text} is not host:port ({err})"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|addr| addr.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{text} resolves to no address"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,6 +354,16 @@ mod tests {
         assert_eq!(example.edge.mesh_listen, defaults.edge.mesh_listen);
         assert_eq!(example.origin.listen, defaults.origin.listen);
         assert_eq!(example.data_dir, defaults.data_dir);
+    }
+
+    #[test]
+    fn listen_addresses_take_names() {
+        assert_eq!(
+            listen_addr("localhost:8080").unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert_eq!(listen_addr("[::1]:9").unwrap(), "[::1]:9".parse().unwrap());
+        assert!(listen_addr("localhost").is_err());
     }
 
     #[test]

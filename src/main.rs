@@ -88,8 +88,18 @@ async fn shutdown_on_signal(cancel: CancellationToken) {
     cancel.cancel();
 }
 
+/// `info`, except that moq-transport warns every time it builds a "not
+/// found" error, which an origin asking for a source not yet live does twice
+/// a second.
+const DEFAULT_LOG: &str = "info,moq_transport::serve::error=error";
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BUILDSTREAM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
+    // Colours only for a person at a terminal, not in files and journals.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .init();
 }

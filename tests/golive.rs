@@ -34,6 +34,8 @@ fn common_env(command: &mut Command, data: &Path, ca: &TestCa) {
         .env("BUILDSTREAM_EXTRA_CA_FILE", &ca.ca_cert)
         .env("BUILDSTREAM_LOG", "info,moq_transport=error")
         .env("BUILDSTREAM_NODE_TOKEN", NODE_TOKEN)
+        // The sinks are nginx servers on loopback.
+        .env("BUILDSTREAM_ALLOW_PRIVATE_DESTINATIONS", "true")
         .env(
             "BUILDSTREAM_TOKEN_SECRET",
             "test-token-secret-0123456789abcdef0123",
@@ -511,6 +513,40 @@ async fn control_plane_and_origin_agree_on_what_is_live_even_when_one_is_gone() 
         .as_str()
         .unwrap()
         .to_owned();
+    // Unknown routes and methods answer in the same JSON as other errors,
+    // on the control plane and on the origin.
+    let http = reqwest::Client::new();
+    for (method, url, status, code) in [
+        (
+            "GET",
+            format!("{}/api/v1/nothing", deployment.api),
+            404,
+            "not_found",
+        ),
+        (
+            "PATCH",
+            format!("{}/healthz", deployment.api),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            "GET",
+            format!("{}/internal/v1/nothing", deployment.origin),
+            404,
+            "not_found",
+        ),
+    ] {
+        let response = http
+            .request(method.parse().unwrap(), &url)
+            .bearer_auth(NODE_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{method} {url}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{method} {url}");
+    }
+
     let nowhere = format!("rtmp://127.0.0.1:{}/live", free_tcp_port());
     api.ok(
         "POST",

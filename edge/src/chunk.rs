@@ -22,6 +22,9 @@ const MAX_CONTROL_LENGTH: u32 = 64;
 const MAX_COMMAND_LENGTH: u32 = 64 * 1024;
 /// Payload bytes of unfinished messages, over all chunk streams.
 const MAX_UNFINISHED_BYTES: usize = 32 << 20;
+/// The same bound before the connection publishes: until then only
+/// commands are of use, and idle connections must stay cheap.
+const MAX_UNFINISHED_BYTES_UNTIL_PUBLISHING: usize = 1 << 20;
 /// Encoders use a handful of chunk streams; the id space allows 65 599.
 const MAX_CHUNK_STREAMS: usize = 64;
 /// A timestamp field of this value means a 32-bit extended field follows.
@@ -79,8 +82,8 @@ pub(crate) enum ChunkError {
     #[error("protocol control message type {0} is truncated")]
     TruncatedControl(u8),
     /// The peer started more message bytes than it finished.
-    #[error("unfinished messages exceed {MAX_UNFINISHED_BYTES} bytes")]
-    Backlog,
+    #[error("unfinished input exceeds {0} bytes")]
+    Backlog(usize),
 }
 
 /// Turns the bytes after the handshake into messages.
@@ -89,6 +92,8 @@ pub(crate) struct ChunkReader {
     chunk_size: u32,
     streams: HashMap<u32, ChunkStream>,
     unfinished_bytes: usize,
+    /// Bound on unfinished messages plus unparsed input.
+    backlog_limit: usize,
 }
 
 #[derive(Default)]
@@ -176,7 +181,14 @@ impl ChunkReader {
             chunk_size: DEFAULT_CHUNK_SIZE,
             streams: HashMap::new(),
             unfinished_bytes: 0,
+            backlog_limit: MAX_UNFINISHED_BYTES_UNTIL_PUBLISHING,
         }
+    }
+
+    /// Raises the backlog bound to what a publishing connection needs:
+    /// whole keyframes interleaved with audio.
+    pub(crate) fn allow_media(&mut self) {
+        self.backlog_limit = MAX_UNFINISHED_BYTES;
     }
 
     /// Appends received bytes; read them out with [`ChunkReader::next_message`].
@@ -189,7 +201,14 @@ impl ChunkReader {
     pub(crate) fn next_message(&mut self) -> Result<Option<Message>, ChunkError> {
         loop {
             match self.next_chunk()? {
-                Step::NeedMore => return Ok(None),
+                Step::NeedMore => {
+                    // A chunk announced as huge waits in `input` whole;
+                    // count it with the unfinished messages.
+                    if self.input.len() + self.unfinished_bytes > self.backlog_limit {
+                        return Err(ChunkError::Backlog(self.backlog_limit));
+                    }
+                    return Ok(None);
+                }
                 Step::Partial => continue,
                 Step::Complete(message) => match message.type_id {
                     kind::SET_CHUNK_SIZE => self.set_chunk_size(&message.payload)?,
@@ -332,8 +351,8 @@ impl ChunkReader {
             .get_or_insert_with(BytesMut::new)
             .extend_from_slice(&data);
         self.unfinished_bytes += data.len();
-        if self.unfinished_bytes > MAX_UNFINISHED_BYTES {
-            return Err(ChunkError::Backlog);
+        if self.unfinished_bytes > self.backlog_limit {
+            return Err(ChunkError::Backlog(self.backlog_limit));
         }
         Ok(Step::Partial)
     }
@@ -654,6 +673,7 @@ mod tests {
     #[test]
     fn unfinished_messages_are_bounded() {
         let mut reader = ChunkReader::new();
+        reader.allow_media();
         let mut wire = type0(2, 0, 4, kind::SET_CHUNK_SIZE, 0);
         wire.extend((1u32 << 20).to_be_bytes());
         reader.push(&wire);
@@ -667,7 +687,30 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(result, Err(ChunkError::Backlog));
+        assert_eq!(result, Err(ChunkError::Backlog(MAX_UNFINISHED_BYTES)));
+    }
+
+    #[test]
+    fn before_publishing_the_backlog_is_small_even_inside_one_chunk() {
+        let mut reader = ChunkReader::new();
+        let mut wire = type0(2, 0, 4, kind::SET_CHUNK_SIZE, 0);
+        wire.extend((8u32 << 20).to_be_bytes());
+        reader.push(&wire);
+        assert_eq!(reader.next_message(), Ok(None));
+        // One chunk announced at 4 MiB, sent in 64 KiB pieces.
+        reader.push(&type0(3, 0, 4 << 20, kind::VIDEO, 1));
+        let mut result = Ok(None);
+        for _ in 0..64 {
+            reader.push(&[0; 64 << 10]);
+            result = reader.next_message();
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(
+            result,
+            Err(ChunkError::Backlog(MAX_UNFINISHED_BYTES_UNTIL_PUBLISHING))
+        );
     }
 
     /// Guards against panics and unbounded loops on hostile input.

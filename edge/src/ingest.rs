@@ -47,6 +47,11 @@ pub struct IngestConfig {
     /// a source deleted since the publish started ends the connection at
     /// the next check. A check the authority cannot answer changes nothing.
     pub recheck_interval: Duration,
+    /// A connection that has not started publishing this long after it
+    /// opened is dropped: encoders publish within a second or two.
+    pub publish_timeout: Duration,
+    /// Connections open at once; more are closed as soon as accepted.
+    pub max_connections: usize,
 }
 
 impl Default for IngestConfig {
@@ -55,6 +60,8 @@ impl Default for IngestConfig {
             idle_timeout: Duration::from_secs(10),
             authorize_timeout: Duration::from_secs(5),
             recheck_interval: Duration::from_secs(10),
+            publish_timeout: Duration::from_secs(15),
+            max_connections: 512,
         }
     }
 }
@@ -164,13 +171,23 @@ struct Shared<A> {
 async fn accept_loop<A: KeyAuthority>(listener: TcpListener, shared: Arc<Shared<A>>) {
     let mut connections = JoinSet::new();
     let mut next_id = 0u64;
+    let mut turned_away = 0u64;
     loop {
         tokio::select! {
             () = shared.shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                // TODO: no cap on concurrent connections; a flood of idle
-                // sockets is bounded only by the idle timeout and OS limits.
                 Ok((stream, peer)) => {
+                    if connections.len() >= shared.config.max_connections {
+                        // Closed at once: an encoder retries, and a flood of
+                        // sockets costs nothing but the accept.
+                        drop(stream);
+                        turned_away += 1;
+                        if turned_away.is_power_of_two() {
+                            tracing::warn!(max = shared.config.max_connections, turned_away,
+                                "connection limit reached; closing new connections");
+                        }
+                        continue;
+                    }
                     next_id += 1;
                     let span = tracing::info_span!("rtmp", conn = next_id, peer = %Redacted(peer));
                     let connection = Connection::new(next_id, stream, shared.clone());
@@ -210,6 +227,7 @@ enum End {
     Idle,
     Refused,
     KeyRevoked,
+    NoPublish,
     Io(io::Error),
     Protocol(SessionError),
     Source(SourceError),
@@ -224,6 +242,7 @@ impl fmt::Display for End {
             End::Idle => f.write_str("idle timeout"),
             End::Refused => f.write_str("request refused"),
             End::KeyRevoked => f.write_str("stream key no longer valid"),
+            End::NoPublish => f.write_str("no publish request in time"),
             End::Io(error) => write!(f, "i/o error: {error}"),
             End::Protocol(error) => write!(f, "protocol error: {error}"),
             End::Source(error) => write!(f, "{error}"),
@@ -291,6 +310,7 @@ impl<A: KeyAuthority> Connection<A> {
         let interval = self.shared.config.recheck_interval;
         let mut next_check = tokio::time::Instant::now() + interval;
         let mut recheck: Option<Recheck> = None;
+        let publish_deadline = tokio::time::Instant::now() + self.shared.config.publish_timeout;
         loop {
             if let Err(end) = self.flush().await {
                 return end;
@@ -303,6 +323,7 @@ impl<A: KeyAuthority> Connection<A> {
                 () = self.stop.cancelled() => return self.stop_reason(),
                 read = timeout(self.shared.config.idle_timeout, self.stream.read(&mut buffer)) => Wake::Read(read),
                 () = tokio::time::sleep_until(next_check), if live && recheck.is_none() => Wake::RecheckDue,
+                () = tokio::time::sleep_until(publish_deadline), if !live && !self.session.has_published() => return End::NoPublish,
                 verdict = async { recheck.as_mut().expect("guarded").await }, if recheck.is_some() => Wake::Rechecked(verdict),
             };
             let read = match wake {

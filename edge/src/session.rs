@@ -156,6 +156,7 @@ pub(crate) struct Session {
     received: u64,
     acknowledged: u64,
     warned_aggregate: bool,
+    published: bool,
 }
 
 impl Session {
@@ -174,6 +175,7 @@ impl Session {
             received: 0,
             acknowledged: 0,
             warned_aggregate: false,
+            published: false,
         }
     }
 
@@ -234,6 +236,11 @@ impl Session {
         self.closing
     }
 
+    /// Whether a publish was ever accepted on this connection.
+    pub(crate) fn has_published(&self) -> bool {
+        self.published
+    }
+
     /// Starts the requested publish. Returns false if the peer already
     /// gave it up (deleteStream while the key was being checked).
     pub(crate) fn accept_publish(&mut self) -> Result<bool, SessionError> {
@@ -241,6 +248,8 @@ impl Session {
             return Ok(false);
         };
         self.publish = Publish::Live { stream_id };
+        self.published = true;
+        self.reader.allow_media();
         let begin = RtmpMessage::UserControl {
             event_type: UserControlEventType::StreamBegin,
             stream_id: Some(stream_id),

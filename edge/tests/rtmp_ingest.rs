@@ -557,6 +557,101 @@ async fn a_live_publisher_survives_an_authority_outage() {
     wait_for_tracks(&tracks, &["audio", "video"]).await;
 }
 
+#[tokio::test]
+async fn a_connection_that_never_publishes_is_dropped() {
+    let config = IngestConfig {
+        publish_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(30),
+        ..IngestConfig::default()
+    };
+    let ingest = Ingest::start(config).await;
+    let mut client = RtmpClient::connect(ingest.addr()).await;
+    client.connect_app("live").await;
+    // Busy, but never asking to publish: chatter does not keep it.
+    let dropped = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if client.try_send_raw(&[]).await.is_err()
+                || client.closed_within(Duration::from_millis(200)).await
+            {
+                return;
+            }
+            let _ = client
+                .try_send_raw(&[0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0x10, 0])
+                .await;
+        }
+    })
+    .await;
+    assert!(
+        dropped.is_ok(),
+        "a connection that never publishes was kept"
+    );
+
+    // A publisher that takes its time within the limit is fine.
+    let mut publisher = RtmpClient::connect(ingest.addr()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stream = publisher.start_publishing(KEY).await;
+    open_av(&mut publisher, stream, 1).await;
+    wait_for_tracks(&ingest.tracks, &["audio", "video"]).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!publisher.closed_within(Duration::from_millis(100)).await);
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_are_closed_and_the_server_goes_on() {
+    let config = IngestConfig {
+        max_connections: 2,
+        ..IngestConfig::default()
+    };
+    let ingest = Ingest::start(config).await;
+    let first = RtmpClient::connect(ingest.addr()).await;
+    let _second = RtmpClient::connect(ingest.addr()).await;
+    let mut third = RtmpClient::connect_tcp(ingest.addr()).await;
+    assert!(third.closed_within(Duration::from_secs(3)).await);
+
+    drop(first);
+    let mut publisher = tokio::time::timeout(PATIENCE, async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut client = RtmpClient::connect_tcp(ingest.addr()).await;
+            if !client.closed_within(Duration::from_millis(200)).await {
+                client.handshake().await;
+                return client;
+            }
+        }
+    })
+    .await
+    .expect("a slot frees when a connection closes");
+    let stream = publisher.start_publishing(KEY).await;
+    open_av(&mut publisher, stream, 1).await;
+    wait_for_tracks(&ingest.tracks, &["audio", "video"]).await;
+}
+
+#[tokio::test]
+async fn a_huge_chunk_before_publishing_is_refused_early() {
+    let ingest = Ingest::start_default().await;
+    let mut client = RtmpClient::connect(ingest.addr()).await;
+    client.set_chunk_size(8 << 20).await;
+    // A 4 MiB "video" message in one chunk, before any publish.
+    let mut header = vec![CSID_VIDEO, 0, 0, 0];
+    header.extend(&(4u32 << 20).to_be_bytes()[1..]);
+    header.extend([TYPE_VIDEO, 1, 0, 0, 0]);
+    client.send_raw(&header).await;
+    let mut sent = 0usize;
+    while sent < 4 << 20 {
+        if client.try_send_raw(&[0; 64 << 10]).await.is_err() {
+            break;
+        }
+        sent += 64 << 10;
+    }
+    assert!(sent < 4 << 20, "the server read 4 MiB it could not use");
+    assert!(client.closed_within(PATIENCE).await);
+
+    let mut next = RtmpClient::connect(ingest.addr()).await;
+    let stream = next.start_publishing(KEY).await;
+    open_av(&mut next, stream, 1).await;
+    wait_for_tracks(&ingest.tracks, &["audio", "video"]).await;
+}
+
 async fn assert_rejected(ingest: &Ingest, bytes: &[u8], handshake: bool) {
     let mut client = if handshake {
         RtmpClient::connect(ingest.addr()).await

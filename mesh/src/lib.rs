@@ -29,6 +29,7 @@ mod group_order;
 mod identity;
 mod media;
 mod name;
+pub mod net;
 pub mod object;
 mod server;
 mod tls;

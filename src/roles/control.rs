@@ -8,8 +8,9 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use buildstream_service::http::Limits;
 use buildstream_service::storage::open_sqlite;
-use buildstream_service::{NodeToken, TokenKeys};
+use buildstream_service::{ApiError, NodeToken, TokenKeys};
 use buildstream_studio::{StudioService, StudioSettings};
 use buildstream_user::UserService;
 use tokio::net::TcpListener;
@@ -40,6 +41,7 @@ pub async fn router(settings: &Settings, secrets: &Secrets) -> anyhow::Result<Ro
         .context("opening studio database")?;
     let studio_settings = StudioSettings {
         default_ingest_url: settings.control.default_ingest_url.clone(),
+        allow_private_destinations: settings.allow_private_destinations.unwrap_or(false),
     };
     let studios = StudioService::new(studio_db, keys, node_token, studio_settings)
         .await
@@ -49,6 +51,8 @@ pub async fn router(settings: &Settings, secrets: &Secrets) -> anyhow::Result<Ro
         .merge(users.router())
         .merge(studios.router())
         .route("/healthz", get(|| async { "ok" }))
+        .fallback(ApiError::no_route)
+        .method_not_allowed_fallback(ApiError::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(request_span)))
 }
@@ -63,9 +67,9 @@ pub async fn run(
     let listener = TcpListener::bind(settings.control.listen)
         .await
         .with_context(|| format!("binding control API on {}", settings.control.listen))?;
-    tracing::info!(addr = %settings.control.listen, "control API listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(cancel.cancelled_owned())
+    let bound = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(addr = %bound, "control API listening");
+    buildstream_service::http::serve(listener, app, Limits::default(), cancel.cancelled_owned())
         .await
         .context("serving control API")
 }

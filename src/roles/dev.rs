@@ -19,6 +19,8 @@ pub async fn run(
     settings.edge.control_url.clone_from(&control_url);
     settings.origin.control_url = control_url;
     settings.control.default_ingest_url = settings.edge_ingest_url();
+    // A studio on this machine streams wherever its user points it.
+    settings.allow_private_destinations.get_or_insert(true);
 
     let mut roles = JoinSet::new();
     roles.spawn(super::control::run(

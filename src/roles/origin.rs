@@ -8,6 +8,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use buildstream_mesh::{MeshClient, NodeIdentity};
 use buildstream_origin::{Broadcasts, OriginConfig};
+use buildstream_service::http::Limits;
 use buildstream_service::{ApiError, NodeToken};
 use buildstream_studio::{NodeInfo, Role};
 use tokio::net::TcpListener;
@@ -38,6 +39,7 @@ pub async fn run(
         // Nothing reads the program as mesh tracks yet (WHEP playback will);
         // publishing it would copy every encoded frame for no one.
         program_tracks: None,
+        allow_private_destinations: settings.allow_private_destinations.unwrap_or(false),
     };
     let broadcasts = Broadcasts::new(sources, config).context("starting the origin")?;
     let token = NodeToken::new(&secrets.node_token);
@@ -52,7 +54,13 @@ pub async fn run(
         id: origin.id.clone(),
         role: Role::Origin,
         region: settings.region.clone(),
-        api_url: settings.origin_api_url(),
+        api_url: match &settings.origin.public_api_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "http://{}",
+                listener.local_addr().context("reading the bound address")?
+            ),
+        },
         mesh_addr: String::new(),
         fingerprint: identity.fingerprint().to_string(),
         ingest_url: String::new(),
@@ -62,10 +70,14 @@ pub async fn run(
     let heartbeat = tokio::spawn(control.heartbeat(info, Some(assigned), cancel.clone()));
     let reconciler = tokio::spawn(reconcile(broadcasts.clone(), assignments, cancel.clone()));
 
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(cancel.clone().cancelled_owned())
-        .await
-        .context("serving origin API");
+    let served = buildstream_service::http::serve(
+        listener,
+        app,
+        Limits::default(),
+        cancel.clone().cancelled_owned(),
+    )
+    .await
+    .context("serving origin API");
     broadcasts.stop_all().await;
     let _ = heartbeat.await;
     let _ = reconciler.await;

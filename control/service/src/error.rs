@@ -48,6 +48,20 @@ impl ApiError {
         )
     }
 
+    /// 404 for a path no route serves, as JSON like every other error.
+    pub async fn no_route() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+    }
+
+    /// 405 for a route asked with a method it does not serve.
+    pub async fn wrong_method() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not serve that method",
+        )
+    }
+
     /// 409: the request conflicts with current state.
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod http;
 pub mod id;
 pub mod json;
 pub mod secret;

@@ -132,22 +132,28 @@ fn studio_view(row: StudioRow, live: bool) -> StudioView {
     }
 }
 
+/// Names end up in logs, placeholders and other people's screens: one line
+/// of printable text.
 fn check_name(field: &str, name: &str, max: usize) -> Result<String, ApiError> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > max {
+    if name.is_empty() || name.chars().count() > max || name.chars().any(char::is_control) {
         return Err(ApiError::invalid(
             "invalid_name",
-            format!("{field} must be 1-{max} characters"),
+            format!("{field} must be 1-{max} printable characters on one line"),
         ));
     }
     Ok(name.to_owned())
 }
 
+/// Descriptions may have line breaks and tabs, nothing else unprintable.
 fn check_description(description: &str) -> Result<String, ApiError> {
-    if description.chars().count() > 2000 {
+    let unprintable = description
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'));
+    if description.chars().count() > 2000 || unprintable {
         return Err(ApiError::invalid(
             "invalid_description",
-            "description is at most 2000 characters",
+            "description is at most 2000 printable characters",
         ));
     }
     Ok(description.trim().to_owned())
@@ -449,7 +455,10 @@ fn destination_view(row: DestinationRow) -> DestinationView {
     }
 }
 
-fn check_destination_url(platform: &str, url: &str) -> Result<(), ApiError> {
+/// Checks a destination URL as origins will: `rtmp://` or `rtmps://`, an
+/// ASCII host (international names in their `xn--` form), an application
+/// path, no credentials, and unless allowed no internal address.
+fn check_destination_url(platform: &str, url: &str, allow_private: bool) -> Result<(), ApiError> {
     let invalid = |why: &str| ApiError::invalid("invalid_destination", why.to_owned());
     match platform {
         "youtube" | "twitch" | "facebook" if url.is_empty() => return Ok(()),
@@ -460,13 +469,43 @@ fn check_destination_url(platform: &str, url: &str) -> Result<(), ApiError> {
             ))
         }
     }
-    let parsed =
-        url::Url::parse(url).map_err(|_| invalid("url must be an rtmp:// or rtmps:// URL"))?;
-    if !matches!(parsed.scheme(), "rtmp" | "rtmps") || parsed.host_str().is_none() {
-        return Err(invalid("url must be an rtmp:// or rtmps:// URL"));
+    let not_rtmp = || invalid("url must be an rtmp:// or rtmps:// URL");
+    if !url.is_ascii() || url.contains(|c: char| c.is_ascii_whitespace() || c.is_ascii_control()) {
+        return Err(invalid(
+            "url must be ASCII without spaces (write international host names as xn--)",
+        ));
+    }
+    let parsed = url::Url::parse(url).map_err(|_| not_rtmp())?;
+    if !matches!(parsed.scheme(), "rtmp" | "rtmps") {
+        return Err(not_rtmp());
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(invalid("put credentials in stream_key, not in the url"));
+    }
+    if parsed.path().trim_matches('/').is_empty() {
+        return Err(invalid(
+            "url must name the RTMP application, as in rtmp://host/live",
+        ));
+    }
+    let internal = match parsed.host() {
+        None => return Err(not_rtmp()),
+        // `rtmp` is not a scheme the URL standard knows, so its hosts stay
+        // unparsed text, IPv4 addresses included.
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            match name.parse::<std::net::IpAddr>() {
+                Ok(ip) => !buildstream_mesh::net::is_public(ip),
+                Err(_) => name == "localhost" || name.ends_with(".localhost"),
+            }
+        }
+        Some(url::Host::Ipv4(ip)) => !buildstream_mesh::net::is_public(ip.into()),
+        Some(url::Host::Ipv6(ip)) => !buildstream_mesh::net::is_public(ip.into()),
+    };
+    if internal && !allow_private {
+        return Err(ApiError::invalid(
+            "private_destination",
+            "destinations on loopback, private or other internal addresses are not allowed here",
+        ));
     }
     Ok(())
 }
@@ -480,7 +519,7 @@ async fn create_destination(
     service.store.owned_studio(&auth.user_id, &id).await?;
     let platform = body.platform.trim().to_lowercase();
     let url = body.url.trim().to_owned();
-    check_destination_url(&platform, &url)?;
+    check_destination_url(&platform, &url, service.settings.allow_private_destinations)?;
     let stream_key = body.stream_key.trim().to_owned();
     if stream_key.is_empty() || stream_key.len() > 512 || stream_key.chars().any(char::is_control) {
         return Err(ApiError::invalid(

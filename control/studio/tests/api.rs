@@ -27,6 +27,7 @@ impl Harness {
             NodeToken::new(NODE_TOKEN),
             StudioSettings {
                 default_ingest_url: "rtmp://127.0.0.1:1935/live".into(),
+                allow_private_destinations: false,
             },
         )
         .await
@@ -132,6 +133,20 @@ async fn studio_crud_with_defaults() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "invalid_output");
+
+    // Names are one line of printable text.
+    for name in ["Evening\u{0}Show", "Evening\u{1b}[31mShow", "Evening\nShow"] {
+        let (status, body) = h
+            .call(
+                "PATCH",
+                &format!("/api/v1/studios/{id}"),
+                json!({ "name": name }),
+                Some(&alice),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name:?}");
+        assert_eq!(body["error"]["code"], "invalid_name");
+    }
 
     let (_, list) = h
         .call(
@@ -378,7 +393,7 @@ async fn destinations_are_validated_and_keys_hidden() {
     let id = h.studio(&alice, "Show").await;
     let uri = format!("/api/v1/studios/{id}/destinations");
     let (status, dest) = h
-        .call("POST", &uri, json!({"platform": "custom", "url": "rtmp://127.0.0.1:1936/live", "stream_key": "secret-key-1234", "name": "Local"}), Some(&alice))
+        .call("POST", &uri, json!({"platform": "custom", "url": "rtmps://live.example.com:1936/live", "stream_key": "secret-key-1234", "name": "Local"}), Some(&alice))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{dest}");
     assert_eq!(dest["stream_key_hint"], "…1234");
@@ -400,6 +415,17 @@ async fn destinations_are_validated_and_keys_hidden() {
         json!({"platform": "myspace", "url": "rtmp://a/b", "stream_key": "k"}),
         json!({"platform": "custom", "url": "rtmp://user:pw@a/b", "stream_key": "k"}),
         json!({"platform": "custom", "url": "rtmp://a/b", "stream_key": ""}),
+        // What an origin would refuse is refused here too.
+        json!({"platform": "custom", "url": "rtmp://a.example", "stream_key": "k"}),
+        json!({"platform": "custom", "url": "rtmp://a.example/", "stream_key": "k"}),
+        json!({"platform": "custom", "url": "rtmp://a.example/li ve", "stream_key": "k"}),
+        json!({"platform": "custom", "url": "rtmp://bücher.example/live", "stream_key": "k"}),
+        json!({"platform": "custom", "url": "rtmp://a.example:99999/live", "stream_key": "k"}),
+        // Internal addresses, unless this control plane allows them.
+        json!({"platform": "custom", "url": "rtmp://192.168.1.20/live", "stream_key": "k"}),
+        json!({"platform": "custom", "url": "rtmp://169.254.169.254/live", "stream_key": "k"}),
+        json!({"platform": "custom", "url": "rtmp://[::1]/live", "stream_key": "k"}),
+        json!({"platform": "custom", "url": "rtmps://LOCALHOST./live", "stream_key": "k"}),
     ] {
         let (status, body) = h.call("POST", &uri, bad.clone(), Some(&alice)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
@@ -441,7 +467,7 @@ async fn going_live_needs_destinations_and_an_origin() {
     h.call(
         "POST",
         &format!("/api/v1/studios/{id}/destinations"),
-        json!({"platform": "custom", "url": "rtmp://127.0.0.1:1/live", "stream_key": "k"}),
+        json!({"platform": "custom", "url": "rtmp://live.example.com/live", "stream_key": "k"}),
         Some(&alice),
     )
     .await;

@@ -134,10 +134,13 @@ async fn register(
     validate_email(email)?;
     password::validate(&body.password)?;
     let display_name = body.display_name.trim();
-    if display_name.is_empty() || display_name.chars().count() > 64 {
+    if display_name.is_empty()
+        || display_name.chars().count() > 64
+        || display_name.chars().any(char::is_control)
+    {
         return Err(ApiError::invalid(
             "invalid_display_name",
-            "display_name must be 1-64 characters",
+            "display_name must be 1-64 printable characters on one line",
         ));
     }
     let hash = password::hash(body.password).await?;

@@ -100,6 +100,17 @@ async fn duplicate_email_and_bad_input_are_refused() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "invalid_email");
 
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/v1/users",
+        json!({"email": "esc@example.com", "password": "long enough", "display_name": "X\u{1b}[2J"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_display_name");
+
     let request = Request::builder()
         .method("POST")
         .uri("/api/v1/users")

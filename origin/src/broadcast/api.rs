@@ -40,6 +40,20 @@ pub fn router(broadcasts: Broadcasts) -> Router {
             "/internal/v1/broadcasts/{studio}/destinations/{id}",
             put(add_destination).delete(remove_destination),
         )
+        .fallback(|| async {
+            ApiError {
+                status: StatusCode::NOT_FOUND,
+                code: "not_found",
+                message: "no such route".to_owned(),
+            }
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                code: "method_not_allowed",
+                message: "this route does not serve that method".to_owned(),
+            }
+        })
         .layer(middleware::from_fn(log_server_errors))
         .with_state(broadcasts)
 }

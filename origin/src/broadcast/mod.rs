@@ -62,6 +62,9 @@ pub struct OriginConfig {
     /// If set, every program is also published into this registry as
     /// `studio/{studio}/program` tracks.
     pub program_tracks: Option<Tracks>,
+    /// Whether destinations on loopback, private and other internal
+    /// addresses are allowed (a local studio); otherwise they are refused.
+    pub allow_private_destinations: bool,
 }
 
 impl fmt::Debug for OriginConfig {
@@ -69,6 +72,10 @@ impl fmt::Debug for OriginConfig {
         f.debug_struct("OriginConfig")
             .field("extra_ca_file", &self.extra_ca_file)
             .field("program_tracks", &self.program_tracks.is_some())
+            .field(
+                "allow_private_destinations",
+                &self.allow_private_destinations,
+            )
             .finish()
     }
 }
@@ -205,7 +212,12 @@ impl Broadcasts {
         spec: BroadcastSpec,
     ) -> Result<BroadcastStatus, BroadcastError> {
         let fanout = Fanout::new();
-        let destinations = Destinations::new(fanout.clone(), spec.output, self.inner.tls.clone());
+        let destinations = Destinations::new(
+            fanout.clone(),
+            spec.output,
+            self.inner.tls.clone(),
+            self.inner.config.allow_private_destinations,
+        );
         let named = checked_destinations(&destinations, spec.destinations)?;
 
         let broadcast = Arc::new(Broadcast {

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use buildstream_mesh::{Codec, Frame, TrackConfig, TrackName};
 use gstreamer as gst;
@@ -23,6 +23,13 @@ use crate::timing::{SourceClock, TrackTimeline};
 
 /// Pause before asking again for a track that is absent or just ended.
 const RETRY: Duration = Duration::from_millis(500);
+/// A decoder that fails is rebuilt after this pause, doubled for each
+/// failure in a row up to [`REBUILD_MAX`]: a stream it cannot decode must
+/// not have the branch rebuilt for every frame.
+const REBUILD_MIN: Duration = Duration::from_millis(250);
+const REBUILD_MAX: Duration = Duration::from_secs(10);
+/// A decoder that ran this long before failing starts the count afresh.
+const REBUILD_STABLE: Duration = Duration::from_secs(10);
 /// How much a source branch may queue before dropping its oldest frames.
 const INPUT_QUEUE: gst::ClockTime = gst::ClockTime::from_seconds(2);
 /// Placeholder: a dark tile with the source's name, rendered small and
@@ -162,6 +169,7 @@ impl Slot {
                 view: view.clone(),
                 clock: clock.clone(),
                 cancel: cancel.clone(),
+                rebuilds: Rebuilds::default(),
             };
             core.runtime.spawn(feeder.run());
             inputs.push(input);
@@ -291,10 +299,45 @@ struct Feeder {
     view: Arc<Mutex<SlotView>>,
     clock: Arc<Mutex<SourceClock>>,
     cancel: CancellationToken,
+    rebuilds: Rebuilds,
+}
+
+/// When a failed decoder may be rebuilt.
+#[derive(Debug, Default)]
+struct Rebuilds {
+    failures: u32,
+    not_before: Option<Instant>,
+    built_at: Option<Instant>,
+}
+
+impl Rebuilds {
+    /// Records a failure at `now`; returns the pause before the next build.
+    fn failed(&mut self, now: Instant) -> Duration {
+        if self
+            .built_at
+            .is_some_and(|built| now.duration_since(built) > REBUILD_STABLE)
+        {
+            self.failures = 0;
+        }
+        self.failures += 1;
+        let pause = REBUILD_MIN
+            .saturating_mul(1 << (self.failures - 1).min(16))
+            .min(REBUILD_MAX);
+        self.not_before = Some(now + pause);
+        pause
+    }
+
+    fn may_build(&self, now: Instant) -> bool {
+        self.not_before.is_none_or(|at| now >= at)
+    }
+
+    fn built(&mut self, now: Instant) {
+        self.built_at = Some(now);
+    }
 }
 
 impl Feeder {
-    async fn run(self) {
+    async fn run(mut self) {
         let track = self.input.name.to_string();
         loop {
             let subscribed = tokio::select! {
@@ -337,35 +380,42 @@ impl Feeder {
     }
 
     fn push(
-        &self,
+        &mut self,
         frame: Frame,
         timeline: &mut TrackTimeline,
         fresh: &mut bool,
     ) -> Result<(), CompositorError> {
-        let mut slot = lock(&self.input.decoder);
+        let input = self.input.clone();
+        let mut slot = lock(&input.decoder);
         if self.cancel.is_cancelled() {
             return Ok(());
         }
-        let rebuild = slot.as_ref().is_none_or(|d| {
-            d.config.codec != frame.config.codec || d.broken.load(Ordering::SeqCst)
-        });
-        if rebuild {
-            if let Some(old) = slot.take() {
-                if self.input.kind == Kind::Video {
-                    // The placeholder covers the slot until the new decoder
-                    // delivers its first frame.
-                    let mut view = lock(&self.view);
-                    view.video_pad = None;
-                    view.video_live = false;
-                    view.apply();
-                }
-                self.core.detach(old.branch);
+        let now = Instant::now();
+        if slot
+            .as_ref()
+            .is_some_and(|d| d.broken.load(Ordering::SeqCst))
+        {
+            let pause = self.rebuilds.failed(now);
+            if self.rebuilds.failures == 3 {
+                tracing::warn!(track = %self.input.name, ?pause,
+                    "source track keeps failing to decode; retrying less often");
             }
+            self.drop_decoder(&mut slot);
+        }
+        if slot.is_none() && !self.rebuilds.may_build(now) {
+            return Ok(());
+        }
+        let rebuild = slot
+            .as_ref()
+            .is_none_or(|d| d.config.codec != frame.config.codec);
+        if rebuild {
+            self.drop_decoder(&mut slot);
             // A decoder can only start at a keyframe.
             if !frame.keyframe {
                 return Ok(());
             }
             let decoder = self.build(&frame.config)?;
+            self.rebuilds.built(now);
             *fresh = true;
             *slot = Some(decoder);
         }
@@ -414,6 +464,19 @@ impl Feeder {
             Ok(_) | Err(gst::FlowError::Flushing) => Ok(()),
             Err(error) => Err(CompositorError::Pipeline(error.to_string())),
         }
+    }
+
+    /// Takes the decoder out of the pipeline; the placeholder covers the
+    /// slot until a new decoder delivers its first frame.
+    fn drop_decoder(&self, slot: &mut Option<Decoder>) {
+        let Some(old) = slot.take() else { return };
+        if self.input.kind == Kind::Video {
+            let mut view = lock(&self.view);
+            view.video_pad = None;
+            view.video_live = false;
+            view.apply();
+        }
+        self.core.detach(old.branch);
     }
 
     /// Builds and attaches a decoding branch for `config`.
@@ -581,6 +644,22 @@ mod tests {
             sample_rate: 0,
             channels: 0,
         }
+    }
+
+    #[test]
+    fn a_decoder_that_keeps_failing_is_rebuilt_less_and_less_often() {
+        let start = Instant::now();
+        let mut rebuilds = Rebuilds::default();
+        rebuilds.built(start);
+        let pauses: Vec<Duration> = (0..8).map(|_| rebuilds.failed(start)).collect();
+        assert_eq!(pauses[0], REBUILD_MIN);
+        assert_eq!(pauses[1], REBUILD_MIN * 2);
+        assert_eq!(pauses[7], REBUILD_MAX);
+        assert!(!rebuilds.may_build(start));
+        assert!(rebuilds.may_build(start + REBUILD_MAX));
+        // One that ran for a while before failing starts over.
+        rebuilds.built(start);
+        assert_eq!(rebuilds.failed(start + REBUILD_STABLE * 2), REBUILD_MIN);
     }
 
     #[test]

@@ -11,9 +11,11 @@ mod tls;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use buildstream_mesh::net::is_public;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -61,6 +63,20 @@ pub enum DestinationError {
     /// The TLS configuration (extra CA certificates) could not be loaded.
     #[error("tls configuration: {0}")]
     Tls(String),
+    /// The host is a loopback, private, link-local or otherwise internal
+    /// address, which this origin is configured not to send to.
+    #[error("destination host is a private or local address")]
+    PrivateAddress,
+}
+
+/// Whether a URL's host names this machine or an internal address without
+/// looking it up.
+fn is_local_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    match host.parse::<IpAddr>() {
+        Ok(ip) => !is_public(ip),
+        Err(_) => host == "localhost" || host.ends_with(".localhost"),
+    }
 }
 
 /// A destination's id within its broadcast.
@@ -266,6 +282,8 @@ pub struct Destinations {
     fanout: Fanout,
     profile: OutputProfile,
     tls: Arc<rustls::ClientConfig>,
+    /// Whether private and local addresses may be sent to.
+    allow_private: bool,
     entries: Mutex<HashMap<DestinationId, Entry>>,
 }
 
@@ -279,11 +297,19 @@ struct Entry {
 
 impl Destinations {
     /// A set of destinations fed from `fanout`, for a program of `profile`.
-    pub fn new(fanout: Fanout, profile: OutputProfile, tls: Arc<rustls::ClientConfig>) -> Self {
+    /// Unless `allow_private`, destinations on loopback, private or other
+    /// internal addresses are refused, by URL and again after each lookup.
+    pub fn new(
+        fanout: Fanout,
+        profile: OutputProfile,
+        tls: Arc<rustls::ClientConfig>,
+        allow_private: bool,
+    ) -> Self {
         Self {
             fanout,
             profile,
             tls,
+            allow_private,
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -322,6 +348,7 @@ impl Destinations {
             endpoint,
             info: self.program_info(),
             tls: self.tls.clone(),
+            allow_private: self.allow_private,
             status: status.clone(),
             packets: subscription.packets,
             cancel: cancel.clone(),
@@ -415,7 +442,11 @@ impl Destinations {
             (None, Some(url)) => url,
             (None, None) => return Err(DestinationError::MissingUrl),
         };
-        Endpoint::parse(url, &spec.stream_key)
+        let endpoint = Endpoint::parse(url, &spec.stream_key)?;
+        if !self.allow_private && is_local_host(&endpoint.host) {
+            return Err(DestinationError::PrivateAddress);
+        }
+        Ok(endpoint)
     }
 }
 
@@ -467,6 +498,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn local_hosts_are_recognised_by_name_or_address() {
+        for host in [
+            "localhost",
+            "LOCALHOST.",
+            "studio.localhost",
+            "127.0.0.1",
+            "::1",
+        ] {
+            assert!(is_local_host(host), "{host}");
+        }
+        assert!(!is_local_host("a.rtmp.youtube.com"));
+    }
+
+    #[test]
+    fn private_destinations_are_refused_unless_allowed() {
+        let tls = client_config(None).unwrap();
+        let spec: DestinationSpec = serde_json::from_str(
+            r#"{"platform":"custom","url":"rtmp://192.168.1.20/live","stream_key":"k"}"#,
+        )
+        .unwrap();
+        let strict = Destinations::new(Fanout::new(), OutputProfile::default(), tls.clone(), false);
+        assert_eq!(strict.check(&spec), Err(DestinationError::PrivateAddress));
+        let local = Destinations::new(Fanout::new(), OutputProfile::default(), tls, true);
+        assert_eq!(local.check(&spec), Ok(()));
+    }
+
+    #[test]
     fn parses_urls() {
         let e = Endpoint::parse("rtmp://127.0.0.1:19350/live", "key").unwrap();
         assert!(!e.secure);
@@ -516,7 +574,7 @@ mod tests {
     #[test]
     fn presets_fill_in_the_url_and_custom_needs_one() {
         let tls = client_config(None).unwrap();
-        let set = Destinations::new(Fanout::new(), OutputProfile::default(), tls);
+        let set = Destinations::new(Fanout::new(), OutputProfile::default(), tls, true);
         let spec = |platform, url: Option<&str>| DestinationSpec {
             name: "x".into(),
             platform,

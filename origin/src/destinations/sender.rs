@@ -71,6 +71,7 @@ impl SendError {
     fn is_refusal(&self, reconnecting: bool) -> bool {
         match self {
             SendError::Tls(_) => true,
+            SendError::Connect(error) => error.kind() == io::ErrorKind::PermissionDenied,
             SendError::Rtmp(RtmpError::Rejected(code)) => {
                 !(reconnecting && code.contains("BadName"))
             }
@@ -178,6 +179,8 @@ pub(super) struct Sender {
     pub endpoint: Endpoint,
     pub info: ProgramInfo,
     pub tls: Arc<rustls::ClientConfig>,
+    /// Whether private and local addresses may be connected to.
+    pub allow_private: bool,
     pub status: Arc<StatusCell>,
     pub packets: mpsc::Receiver<ProgramPacket>,
     pub cancel: CancellationToken,
@@ -262,7 +265,7 @@ impl Sender {
 
     async fn connect_and_publish(&mut self) -> Result<Ended, SendError> {
         let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
-        let connecting = connect(&self.endpoint.host, self.endpoint.port);
+        let connecting = connect(&self.endpoint.host, self.endpoint.port, self.allow_private);
         let tcp = tokio::select! {
             _ = self.cancel.cancelled() => return Ok(Ended::Stopped),
             tcp = tokio::time::timeout_at(deadline, connecting) => tcp
@@ -378,9 +381,18 @@ impl Sender {
 
 /// Connects to the first address of `host` that answers, with a bounded
 /// send buffer and no Nagle delay.
-async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
+async fn connect(host: &str, port: u16, allow_private: bool) -> io::Result<TcpStream> {
     let mut last_error = io::Error::new(io::ErrorKind::NotFound, "host has no address");
     for address in tokio::net::lookup_host((host, port)).await? {
+        // Checked after the lookup, so that a name pointing inward (or
+        // re-pointed there after the URL was accepted) is caught too.
+        if !allow_private && !buildstream_mesh::net::is_public(address.ip()) {
+            last_error = io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "host resolves to a private or local address",
+            );
+            continue;
+        }
         let socket = if address.is_ipv4() {
             TcpSocket::new_v4()?
         } else {
@@ -404,6 +416,16 @@ async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn names_that_resolve_inward_are_not_connected_to_unless_allowed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let refused = connect("localhost", port, false).await.unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::PermissionDenied);
+        assert!(SendError::Connect(refused).is_refusal(false));
+        assert!(connect("localhost", port, true).await.is_ok());
+    }
 
     #[test]
     fn a_stale_stream_at_the_server_is_not_a_refusal_after_being_live() {

@@ -82,8 +82,13 @@ pub async fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> b
     }
 }
 
-/// An origin reading sources from `tracks`.
+/// An origin reading sources from `tracks`. The tests' destinations are
+/// servers on loopback, so private addresses are allowed.
 pub fn origin(tracks: &Tracks, config: OriginConfig) -> Broadcasts {
+    let config = OriginConfig {
+        allow_private_destinations: true,
+        ..config
+    };
     Broadcasts::new(Arc::new(tracks.clone()), config).expect("origin")
 }
 
