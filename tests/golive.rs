@@ -304,6 +304,11 @@ async fn go_live(deployment: &Deployment, ca: &TestCa) {
             && destination(s, &destinations[2])["state"] == "retrying"
     })
     .await;
+    assert_eq!(status["state"], "live", "{status}");
+    assert!(
+        status["output_frames"].as_u64().unwrap_or(0) > 0,
+        "{status}"
+    );
     let refused = destination(&status, &destinations[2]);
     assert!(
         refused["last_error"]

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -53,6 +54,23 @@ impl ProgramPacket {
 #[derive(Default, Clone)]
 pub struct Fanout {
     outputs: Arc<Mutex<HashMap<String, Output>>>,
+    progress: Arc<Progress>,
+}
+
+/// How far the encoder has got: what a stalled pipeline stops moving.
+#[derive(Default)]
+struct Progress {
+    video_frames: AtomicU64,
+    last_video: Mutex<Option<Instant>>,
+}
+
+/// What the program's output has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputProgress {
+    /// Encoded video frames handed to the destinations.
+    pub video_frames: u64,
+    /// Time since the last one, if there was one.
+    pub since_last_video: Option<Duration>,
 }
 
 struct Output {
@@ -115,8 +133,20 @@ impl Fanout {
         self.len() == 0
     }
 
+    /// What the encoder has delivered so far.
+    pub fn progress(&self) -> OutputProgress {
+        OutputProgress {
+            video_frames: self.progress.video_frames.load(Ordering::Relaxed),
+            since_last_video: lock(&self.progress.last_video).map(|at| at.elapsed()),
+        }
+    }
+
     /// Offers a packet to every destination without waiting on any.
     pub fn push(&self, packet: &ProgramPacket) {
+        if packet.media == Media::Video {
+            self.progress.video_frames.fetch_add(1, Ordering::Relaxed);
+            *lock(&self.progress.last_video) = Some(Instant::now());
+        }
         let mut outputs = lock(&self.outputs);
         outputs.retain(|id, output| {
             if output.flow != Flow::Flowing && !packet.is_resume_point() {

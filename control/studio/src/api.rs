@@ -630,10 +630,17 @@ async fn push_scene(service: &StudioService, studio: &StudioRow) -> Result<(), A
 
 #[derive(Debug, Serialize)]
 struct BroadcastView {
-    /// `live`, `failed` (the origin's pipeline broke) or `offline`.
+    /// `live`, `stalled` (no program output for seconds), `failed` (the
+    /// origin's pipeline broke) or `offline`.
     state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     failure: Option<String>,
+    /// Encoded video frames of the program so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_frames: Option<u64>,
+    /// Milliseconds since the program's last video frame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_output_ms_ago: Option<u64>,
     started_at: Option<String>,
     origin: Option<String>,
     destinations: Vec<DestinationStatusView>,
@@ -702,6 +709,8 @@ async fn start_broadcast(
     let view = BroadcastView {
         state: "live".to_owned(),
         failure: None,
+        output_frames: None,
+        last_output_ms_ago: None,
         started_at: Some(broadcast.started_at),
         origin: Some(broadcast.origin_id),
         destinations: Vec::new(),
@@ -719,6 +728,8 @@ async fn read_broadcast(
         return Ok(Json(BroadcastView {
             state: "offline".to_owned(),
             failure: None,
+            output_frames: None,
+            last_output_ms_ago: None,
             started_at: None,
             origin: None,
             destinations: Vec::new(),
@@ -731,6 +742,8 @@ async fn read_broadcast(
         Err(err) if err.status == StatusCode::NOT_FOUND => origin::BroadcastStatus {
             state: "failed".to_owned(),
             failure: Some("the origin no longer has this broadcast".to_owned()),
+            output_frames: 0,
+            last_output_ms_ago: None,
             destinations: Vec::new(),
         },
         Err(err) => return Err(err),
@@ -751,6 +764,8 @@ async fn read_broadcast(
     Ok(Json(BroadcastView {
         state: status.state,
         failure: status.failure,
+        output_frames: Some(status.output_frames),
+        last_output_ms_ago: status.last_output_ms_ago,
         started_at: Some(broadcast.started_at),
         origin: Some(broadcast.origin_id),
         destinations: views,

@@ -110,11 +110,18 @@ pub struct DestinationStatus {
 /// A broadcast's state as the origin reports it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct BroadcastStatus {
-    /// `live`, or `failed` when the origin's pipeline broke.
+    /// `live`; `stalled` when the pipeline runs but no video came out for
+    /// seconds; `failed` when it broke.
     pub state: String,
     /// Why it failed.
     #[serde(default)]
     pub failure: Option<String>,
+    /// Encoded video frames so far.
+    #[serde(default)]
+    pub output_frames: u64,
+    /// Milliseconds since the last encoded video frame.
+    #[serde(default)]
+    pub last_output_ms_ago: Option<u64>,
     /// Destinations and their states.
     #[serde(default)]
     pub destinations: Vec<DestinationStatus>,

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use buildstream_mesh::Tracks;
 use serde::{Deserialize, Serialize};
@@ -23,7 +23,7 @@ use crate::destinations::{
     client_config, rfc3339, DestinationError, DestinationId, DestinationSpec, DestinationStatus,
     Destinations,
 };
-use crate::program::Fanout;
+use crate::program::{Fanout, OutputProgress};
 use crate::scene::{OutputProfile, Scene};
 use crate::source::TrackSource;
 
@@ -138,7 +138,14 @@ pub enum BroadcastState {
     Live,
     /// The pipeline failed; `failure` says why. Stop it to clear.
     Failed,
+    /// The pipeline runs but has produced no video for a while.
+    Stalled,
 }
+
+/// A broadcast counts as stalled when no video frame came out for this long
+/// (its first frame is allowed [`START_GRACE`]).
+const STALL_AFTER: Duration = Duration::from_secs(3);
+const START_GRACE: Duration = Duration::from_secs(10);
 
 /// What `GET /internal/v1/broadcasts/{studio}` answers.
 #[derive(Debug, Clone, Serialize)]
@@ -156,6 +163,10 @@ pub struct BroadcastStatus {
     /// The video bitrate the encoder runs at: the profile's, lowered to
     /// what every destination accepts.
     pub video_bitrate_kbps: u32,
+    /// Encoded video frames so far.
+    pub output_frames: u64,
+    /// Milliseconds since the last encoded video frame, if any.
+    pub last_output_ms_ago: Option<u64>,
     /// Every destination.
     pub destinations: Vec<DestinationStatus>,
 }
@@ -182,6 +193,8 @@ struct Broadcast {
     /// `None` while starting and after stopping. Shared so that status
     /// reads never wait for a scene change in progress.
     compositor: Mutex<Option<Arc<Compositor>>>,
+    /// The program's way out, watched for progress.
+    fanout: Fanout,
     destinations: Destinations,
     /// Serialises changes to this broadcast (scene, destinations, stop).
     changing: tokio::sync::Mutex<()>,
@@ -226,6 +239,7 @@ impl Broadcasts {
             began: Instant::now(),
             profile: spec.output,
             compositor: Mutex::new(None),
+            fanout: fanout.clone(),
             destinations,
             changing: tokio::sync::Mutex::new(()),
         });
@@ -444,13 +458,14 @@ impl Broadcast {
     fn status(&self) -> BroadcastStatus {
         let compositor = self.compositor();
         let failure = compositor.as_deref().and_then(Compositor::failure);
+        let progress = self.fanout.progress();
         BroadcastStatus {
             studio: self.studio.to_string(),
-            state: if failure.is_some() {
-                BroadcastState::Failed
-            } else {
-                BroadcastState::Live
-            },
+            state: state_of(failure.is_some(), self.began.elapsed(), progress),
+            output_frames: progress.video_frames,
+            last_output_ms_ago: progress
+                .since_last_video
+                .map(|since| since.as_millis().try_into().unwrap_or(u64::MAX)),
             started_at: rfc3339(self.started_at),
             failure,
             output: self.profile,
@@ -460,6 +475,21 @@ impl Broadcast {
             ),
             destinations: self.destinations.statuses(),
         }
+    }
+}
+
+/// A broadcast's state from its pipeline's health, its age and how far its
+/// output has got.
+fn state_of(failed: bool, age: Duration, progress: OutputProgress) -> BroadcastState {
+    let quiet = progress
+        .since_last_video
+        .is_none_or(|since| since > STALL_AFTER);
+    if failed {
+        BroadcastState::Failed
+    } else if age > START_GRACE && quiet {
+        BroadcastState::Stalled
+    } else {
+        BroadcastState::Live
     }
 }
 
@@ -491,6 +521,35 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broadcast_without_output_for_seconds_is_stalled() {
+        let progress = |frames, since: Option<u64>| OutputProgress {
+            video_frames: frames,
+            since_last_video: since.map(Duration::from_millis),
+        };
+        let s = Duration::from_secs;
+        assert_eq!(
+            state_of(false, s(2), progress(0, None)),
+            BroadcastState::Live
+        );
+        assert_eq!(
+            state_of(false, s(60), progress(900, Some(40))),
+            BroadcastState::Live
+        );
+        assert_eq!(
+            state_of(false, s(60), progress(900, Some(5_000))),
+            BroadcastState::Stalled
+        );
+        assert_eq!(
+            state_of(false, s(11), progress(0, None)),
+            BroadcastState::Stalled
+        );
+        assert_eq!(
+            state_of(true, s(60), progress(900, Some(40))),
+            BroadcastState::Failed
+        );
+    }
 
     #[test]
     fn studio_ids_are_checked() {
