@@ -565,6 +565,34 @@ async fn control_plane_and_origin_agree_on_what_is_live_even_when_one_is_gone() 
     assert_eq!(status, 202);
     assert_eq!(origin_has(&deployment, &studio).await, 200);
 
+    // A scene the origin cannot apply (a logo whose header passes but whose
+    // pixels do not decode) is refused with the origin's reason and not
+    // stored.
+    let before = api
+        .ok("GET", &format!("/api/v1/studios/{studio}/scene"), None)
+        .await;
+    let mut broken_png =
+        b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x40\0\0\0\x20\x08\x06\0\0\0".to_vec();
+    broken_png.extend([0x5a; 200]);
+    use base64::Engine as _;
+    let logo = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&broken_png)
+    );
+    let (status, body) = api
+        .call(
+            "PUT",
+            &format!("/api/v1/studios/{studio}/scene"),
+            Some(json!({"layout": "solo", "logo": logo})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_image", "{body}");
+    let after = api
+        .ok("GET", &format!("/api/v1/studios/{studio}/scene"), None)
+        .await;
+    assert_eq!(before, after, "a refused scene is not stored");
+
     // A broadcast the control plane never recorded (a start it gave up on,
     // a stop that was lost) ends at the origin's next heartbeat; the one
     // on record stays.

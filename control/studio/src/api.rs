@@ -414,7 +414,11 @@ async fn delete_source(
         studio.scene =
             serde_json::to_string(&scene).map_err(|err| ApiError::internal(err.to_string()))?;
         service.store.update_studio(&studio).await?;
-        push_scene(&service, &studio).await?;
+        // The source is gone either way; an origin that missed the change
+        // shows its placeholder until the next scene change.
+        if let Err(err) = push_scene(&service, &studio).await {
+            tracing::warn!(studio = %id, error = %err.message, "scene without the deleted source not applied live");
+        }
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -541,7 +545,7 @@ async fn create_destination(
         stream_key,
         created_at: now_rfc3339(),
     };
-    service.store.insert_destination(&row).await?;
+    // While live, the origin starts it first: one it refuses is not kept.
     if let Some(broadcast) = service.store.broadcast(&id).await? {
         let spec = origin::destination_spec(&row);
         service
@@ -549,6 +553,7 @@ async fn create_destination(
             .put_destination(&broadcast.origin_url, &id, &spec)
             .await?;
     }
+    service.store.insert_destination(&row).await?;
     tracing::info!(studio = %id, destination = %row.id, platform = %row.platform, "destination added");
     Ok((StatusCode::CREATED, Json(destination_view(row))))
 }
@@ -608,8 +613,10 @@ async fn put_scene(
     scene.validate(&ids)?;
     studio.scene =
         serde_json::to_string(&scene).map_err(|err| ApiError::internal(err.to_string()))?;
-    service.store.update_studio(&studio).await?;
+    // While live, the origin applies the scene before it is stored: one it
+    // refuses (an image it cannot decode) neither goes out nor stays.
     push_scene(&service, &studio).await?;
+    service.store.update_studio(&studio).await?;
     Ok(Json(scene))
 }
 

@@ -255,6 +255,12 @@ impl OriginClient {
         if status == StatusCode::NOT_FOUND {
             return Err(ApiError::not_found("broadcast on origin"));
         }
+        if status.is_client_error() {
+            // The origin refused what it was given (an image it cannot
+            // decode, a destination it will not send to): the caller's
+            // request was at fault, and the origin says how.
+            return Err(refusal(&bytes));
+        }
         let message = String::from_utf8_lossy(&bytes)
             .chars()
             .take(300)
@@ -264,6 +270,31 @@ impl OriginClient {
             format!("origin answered {status}: {message}"),
         ))
     }
+}
+
+/// An origin's 4xx answer as an error for the user: its code when it is one
+/// users act on, its message as given.
+fn refusal(body: &[u8]) -> ApiError {
+    #[derive(Deserialize)]
+    struct Body {
+        error: Detail,
+    }
+    #[derive(Deserialize)]
+    struct Detail {
+        code: String,
+        message: String,
+    }
+    let Ok(Body { error }) = serde_json::from_slice::<Body>(body) else {
+        return ApiError::invalid("origin_refused", "the origin refused the request");
+    };
+    let code = match error.code.as_str() {
+        "invalid_image" => "invalid_image",
+        "invalid_destination" => "invalid_destination",
+        "duplicate_destination" => "invalid_destination",
+        _ => "origin_refused",
+    };
+    let message: String = error.message.chars().take(300).collect();
+    ApiError::invalid(code, message)
 }
 
 /// Default video bitrate for an output profile, in kb/s.
