@@ -12,6 +12,7 @@ use serde_json::json;
 use support::nginx::Nginx;
 use support::probe::{grab, mean_volume_db, probe, Colour};
 use support::source::TestSource;
+use support::webrtc_like::Vp8OpusSource;
 
 const W: u32 = 1280;
 const H: u32 = 720;
@@ -404,4 +405,70 @@ async fn sources_with_broken_clocks_neither_stall_the_program_nor_its_scene_chan
     wild.stop().await;
     fast.stop().await;
     late.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_style_vp8_and_opus_sources_compose_beside_rtmp_ones() {
+    let _serial = support::serial().await;
+    let nginx = Nginx::start().await;
+    let tracks = Tracks::new();
+    let browser = Vp8OpusSource::start(&tracks, "studio6", "guest", 0xff00_00ff);
+    let encoder = TestSource::start(&tracks, "studio6", "host", "red");
+    let broadcasts = support::origin(&tracks, OriginConfig::default());
+    let studio = support::studio("studio6");
+    let layout = json!({"layout": "split", "on_stage": ["guest", "host"]});
+    broadcasts
+        .start(&studio, spec(&nginx, "vp8", layout))
+        .await
+        .expect("start");
+    support::wait_for_state(
+        &broadcasts,
+        &studio,
+        "local",
+        "live",
+        Duration::from_secs(15),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let picture = grab(&format!("{}/vp8", nginx.url()), W, H).await;
+    assert_eq!(picture.looks(W / 4, H / 2), Colour::Blue, "VP8 guest, left");
+    assert_eq!(
+        picture.looks(3 * W / 4, H / 2),
+        Colour::Red,
+        "H.264 host, right"
+    );
+
+    // Only the browser source has a voice: its Opus tone is in the mix.
+    broadcasts
+        .update_scene(
+            &studio,
+            scene(json!({"layout": "solo", "on_stage": ["guest"]})),
+        )
+        .await
+        .expect("solo");
+    encoder.stop().await;
+    // A destination added now records only what follows: the Opus tone.
+    let later: buildstream_origin::destinations::DestinationSpec = serde_json::from_value(
+        json!({"platform": "custom", "url": nginx.url(), "stream_key": "opus-only"}),
+    )
+    .unwrap();
+    broadcasts
+        .add_destination(
+            &studio,
+            buildstream_origin::destinations::DestinationId::new("later").unwrap(),
+            later,
+        )
+        .await
+        .expect("add");
+    assert!(
+        nginx
+            .wait_for_recording("opus-only", 150_000, Duration::from_secs(20))
+            .await
+    );
+    let volume = mean_volume_db(&nginx.recording("opus-only")).await;
+    assert!(volume > -40.0, "the Opus source is not heard: {volume} dB");
+
+    broadcasts.stop(&studio).await.expect("stop");
+    drop(browser);
 }

@@ -9,6 +9,7 @@ pub mod nginx;
 pub mod probe;
 pub mod source;
 pub mod tls;
+pub mod webrtc_like;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
