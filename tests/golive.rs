@@ -119,18 +119,9 @@ impl Deployment {
         wait_http_ok(&format!("{api}/healthz"), Duration::from_secs(90)).await;
         // The media nodes are usable once they have registered.
         for role in ["edge", "origin"] {
-            let url = format!("{api}/internal/v1/nodes?role={role}");
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
-                let nodes: Value = reqwest::Client::new()
-                    .get(&url)
-                    .bearer_auth(NODE_TOKEN)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let nodes = registered(&api, role).await;
                 if nodes.as_array().is_some_and(|n| !n.is_empty()) {
                     break;
                 }
@@ -213,16 +204,7 @@ async fn go_live(deployment: &Deployment, ca: &TestCa) {
     let refused_port = free_tcp_port();
 
     let api = Api::sign_up(&deployment.api).await;
-    let studio = api
-        .ok(
-            "POST",
-            "/api/v1/studios",
-            Some(json!({"name": "End to end"})),
-        )
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let studio = api.create_studio("End to end").await;
     let mut sources = Vec::new();
     for name in ["Red camera", "Blue camera"] {
         let source = api
@@ -485,6 +467,19 @@ async fn go_live_with_control_edge_and_origin_as_processes() {
     go_live(&deployment, &ca).await;
 }
 
+/// The nodes of `role` registered at the control plane at `api`.
+async fn registered(api: &str, role: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{api}/internal/v1/nodes?role={role}"))
+        .bearer_auth(NODE_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// The origin's view of one studio: the HTTP status of its broadcast.
 async fn origin_has(deployment: &Deployment, studio: &str) -> u16 {
     reqwest::Client::new()
@@ -508,16 +503,7 @@ async fn control_plane_and_origin_agree_on_what_is_live_even_when_one_is_gone() 
     let ca = TestCa::create(certs.path());
     let mut deployment = Deployment::three_processes(&ca).await;
     let api = Api::sign_up(&deployment.api).await;
-    let studio = api
-        .ok(
-            "POST",
-            "/api/v1/studios",
-            Some(json!({"name": "Agreement"})),
-        )
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let studio = api.create_studio("Agreement").await;
     // Unknown routes and methods answer in the same JSON as other errors,
     // on the control plane and on the origin.
     let http = reqwest::Client::new();
@@ -617,15 +603,7 @@ async fn control_plane_and_origin_agree_on_what_is_live_even_when_one_is_gone() 
 
     // The edge's mesh port serves only origins the control plane knows: a
     // QUIC client with any other certificate gets no tracks.
-    let edges: Value = reqwest::Client::new()
-        .get(format!("{}/internal/v1/nodes?role=edge", deployment.api))
-        .bearer_auth(NODE_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let edges = registered(&deployment.api, "edge").await;
     let edge_addr = edges[0]["mesh_addr"].as_str().unwrap().parse().unwrap();
     let edge_pin = edges[0]["fingerprint"].as_str().unwrap().parse().unwrap();
     let stranger = buildstream_mesh::NodeIdentity::generate(&[]).unwrap();

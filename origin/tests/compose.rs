@@ -26,6 +26,16 @@ fn spec(nginx: &Nginx, key: &str, scene: serde_json::Value) -> BroadcastSpec {
     .expect("spec")
 }
 
+/// Starts the broadcast and waits until its `local` destination is live.
+async fn live(
+    broadcasts: &buildstream_origin::Broadcasts,
+    studio: &buildstream_origin::broadcast::StudioId,
+    spec: BroadcastSpec,
+) -> buildstream_origin::BroadcastStatus {
+    broadcasts.start(studio, spec).await.expect("start");
+    support::wait_for_state(broadcasts, studio, "local", "live", Duration::from_secs(15)).await
+}
+
 fn scene(value: serde_json::Value) -> Scene {
     serde_json::from_value(value).expect("scene")
 }
@@ -68,19 +78,7 @@ async fn split_program_reaches_nginx_with_both_sources_side_by_side() {
     );
     let studio = support::studio("studio1");
     let layout = json!({"layout": "split", "on_stage": ["alice", "bob"]});
-    broadcasts
-        .start(&studio, spec(&nginx, "split", layout))
-        .await
-        .expect("start");
-
-    let status = support::wait_for_state(
-        &broadcasts,
-        &studio,
-        "local",
-        "live",
-        Duration::from_secs(15),
-    )
-    .await;
+    let status = live(&broadcasts, &studio, spec(&nginx, "split", layout)).await;
     assert!(
         support::destination(&status, "local").unwrap().is_live(),
         "{status:?}"
@@ -157,18 +155,7 @@ async fn scene_changes_show_in_the_output_without_a_restart() {
     let studio = support::studio("studio2");
     let split = json!({"layout": "split", "on_stage": ["alice", "bob"], "brand_color": "#00c000",
                        "banner": {"text": "Breaking news", "visible": false}});
-    broadcasts
-        .start(&studio, spec(&nginx, "scenes", split.clone()))
-        .await
-        .expect("start");
-    support::wait_for_state(
-        &broadcasts,
-        &studio,
-        "local",
-        "live",
-        Duration::from_secs(15),
-    )
-    .await;
+    live(&broadcasts, &studio, spec(&nginx, "scenes", split.clone())).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let url = format!("{}/scenes", nginx.url());
     let banner = (W - 80, H * 86 / 100);
@@ -252,18 +239,7 @@ async fn a_dropped_source_shows_its_placeholder_and_comes_back() {
     let broadcasts = support::origin(&tracks, OriginConfig::default());
     let studio = support::studio("studio3");
     let layout = json!({"layout": "split", "on_stage": ["alice", "bob"], "names": {"bob": "Bob"}});
-    broadcasts
-        .start(&studio, spec(&nginx, "drop", layout))
-        .await
-        .expect("start");
-    support::wait_for_state(
-        &broadcasts,
-        &studio,
-        "local",
-        "live",
-        Duration::from_secs(15),
-    )
-    .await;
+    live(&broadcasts, &studio, spec(&nginx, "drop", layout)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let url = format!("{}/drop", nginx.url());
     // Inside bob's tile, away from the name written in its middle.
@@ -350,18 +326,7 @@ async fn sources_with_broken_clocks_neither_stall_the_program_nor_its_scene_chan
     let broadcasts = support::origin(&tracks, OriginConfig::default());
     let studio = support::studio("studio5");
     let grid = json!({"layout": "grid", "on_stage": ["alice", "bob", "carol", "dave"]});
-    broadcasts
-        .start(&studio, spec(&nginx, "clocks", grid))
-        .await
-        .expect("start");
-    support::wait_for_state(
-        &broadcasts,
-        &studio,
-        "local",
-        "live",
-        Duration::from_secs(15),
-    )
-    .await;
+    live(&broadcasts, &studio, spec(&nginx, "clocks", grid)).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     // Taking the broken sources off stage returns promptly, and so do the
@@ -417,18 +382,7 @@ async fn browser_style_vp8_and_opus_sources_compose_beside_rtmp_ones() {
     let broadcasts = support::origin(&tracks, OriginConfig::default());
     let studio = support::studio("studio6");
     let layout = json!({"layout": "split", "on_stage": ["guest", "host"]});
-    broadcasts
-        .start(&studio, spec(&nginx, "vp8", layout))
-        .await
-        .expect("start");
-    support::wait_for_state(
-        &broadcasts,
-        &studio,
-        "local",
-        "live",
-        Duration::from_secs(15),
-    )
-    .await;
+    live(&broadcasts, &studio, spec(&nginx, "vp8", layout)).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     let picture = grab(&format!("{}/vp8", nginx.url()), W, H).await;

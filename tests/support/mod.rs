@@ -496,6 +496,15 @@ impl Api {
         )
     }
 
+    /// Creates a studio; returns its id.
+    pub async fn create_studio(&self, name: &str) -> String {
+        self.ok("POST", "/api/v1/studios", Some(json!({ "name": name })))
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     pub async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let (status, value) = self.call(method, path, body).await;
         assert!(
