@@ -9,9 +9,10 @@ use bytes::Bytes;
 use rml_rtmp::rml_amf0::Amf0Value;
 
 use crate::authority::SourceGrant;
+use crate::session;
 use crate::session::{Refusal, SessionEvent};
 use crate::source::SourcePublisher;
-use crate::{amf, chunk, session};
+use buildstream_rtmp::{amf, chunk};
 
 /// How deep [`decode_amf`] lets objects and arrays nest.
 pub const AMF_MAX_DEPTH: usize = amf::MAX_DEPTH;

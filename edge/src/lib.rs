@@ -27,9 +27,7 @@
 
 #![warn(missing_docs)]
 
-mod amf;
 mod authority;
-mod chunk;
 pub mod flv;
 #[doc(hidden)]
 pub mod fuzzing;

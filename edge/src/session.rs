@@ -11,7 +11,8 @@
 //! and on commands with fewer than three values, acknowledges with the bytes
 //! since the last acknowledgement instead of the running total, and refuses
 //! a publish with `_error` rather than the `onStatus` encoders act on.
-//! Inbound chunks go through [`ChunkReader`] (see there for why).
+//! Inbound chunks go through `buildstream_rtmp`'s [`ChunkReader`] (see
+//! there for why).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -24,8 +25,8 @@ use rml_rtmp::messages::{
 use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::time::RtmpTimestamp;
 
-use crate::amf::{self, AmfError};
-use crate::chunk::{message_type as kind, ChunkError, ChunkReader, Message};
+use buildstream_rtmp::amf::{self, AmfError};
+use buildstream_rtmp::chunk::{message_type as kind, ChunkError, ChunkReader, Message};
 
 /// Chunk size for what we send; responses are small, so any size works.
 const OUTBOUND_CHUNK_SIZE: u32 = 4096;

@@ -8,22 +8,22 @@
 //! `FCUnpublish` and `deleteStream`. Timestamps start at zero on every
 //! connection.
 //!
-//! rml_rtmp's `ClientSession` does the chunking and the connect / publish
-//! exchange. The commands it does not know (`releaseStream`, `FCPublish`,
-//! `FCUnpublish`) are framed here on a chunk stream of their own with full
-//! headers, so they never disturb the session's header compression.
+//! What the server sends is read with `buildstream_rtmp`'s bounded chunk
+//! reader and AMF0 decoder, so that no answer a server gives (malformed,
+//! hostile or merely unusual) can do more than end the connection with an
+//! error. rml_rtmp's handshake and chunk serializer write what we send.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use buildstream_rtmp::amf;
+use buildstream_rtmp::chunk::{message_type as kind, ChunkReader, Message};
 use bytes::Bytes;
+use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use rml_rtmp::messages::RtmpMessage;
+use rml_rtmp::messages::{RtmpMessage, UserControlEventType};
 use rml_rtmp::rml_amf0::Amf0Value;
-use rml_rtmp::sessions::{
-    ClientSession, ClientSessionConfig, ClientSessionError, ClientSessionEvent,
-    ClientSessionResult, PublishRequestType, StreamMetadata,
-};
 use rml_rtmp::time::RtmpTimestamp;
 
 use crate::program::{Media, ProgramPacket};
@@ -31,14 +31,21 @@ use crate::program::{Media, ProgramPacket};
 /// Outbound chunk size once connected: big enough that most audio frames and
 /// small video frames fit in one chunk.
 const CHUNK_SIZE: u32 = 4096;
-/// Chunk stream for the commands framed here; rml_rtmp uses 2 to 6.
-const OWN_CHUNK_STREAM: u8 = 8;
-/// Transaction ids for the commands framed here, far above the session's own
-/// (which count up from 1), so a server's answer is never mistaken for one
-/// the session waits for.
-const OWN_TRANSACTION: f64 = 1_000_001.0;
-/// AMF0 command message type.
-const AMF0_COMMAND: u8 = 20;
+/// Transaction ids of the commands we send; answers are matched by them.
+mod transaction {
+    pub(super) const CONNECT: f64 = 1.0;
+    pub(super) const RELEASE_STREAM: f64 = 2.0;
+    pub(super) const FC_PUBLISH: f64 = 3.0;
+    pub(super) const CREATE_STREAM: f64 = 4.0;
+    pub(super) const PUBLISH: f64 = 5.0;
+    pub(super) const FC_UNPUBLISH: f64 = 6.0;
+    pub(super) const DELETE_STREAM: f64 = 7.0;
+}
+/// User control events (RTMP 1.0, 7.1.7).
+const PING_REQUEST: u16 = 6;
+/// What we announce ourselves as in `connect`; ingest servers of the big
+/// platforms expect an FMLE-style client.
+const FLASH_VERSION: &str = "FMLE/3.0 (compatible; BuildStream)";
 
 /// Why publishing failed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -57,8 +64,20 @@ pub enum RtmpError {
     NotPublishing,
 }
 
-impl From<ClientSessionError> for RtmpError {
-    fn from(error: ClientSessionError) -> Self {
+impl From<buildstream_rtmp::chunk::ChunkError> for RtmpError {
+    fn from(error: buildstream_rtmp::chunk::ChunkError) -> Self {
+        RtmpError::Session(error.to_string())
+    }
+}
+
+impl From<rml_rtmp::chunk_io::ChunkSerializationError> for RtmpError {
+    fn from(error: rml_rtmp::chunk_io::ChunkSerializationError) -> Self {
+        RtmpError::Session(error.to_string())
+    }
+}
+
+impl From<rml_rtmp::messages::MessageSerializationError> for RtmpError {
+    fn from(error: rml_rtmp::messages::MessageSerializationError) -> Self {
         RtmpError::Session(error.to_string())
     }
 }
@@ -112,8 +131,18 @@ pub enum PublisherEvent {
 
 enum Phase {
     Handshaking(Box<Handshake>),
-    Connecting(Box<ClientSession>),
-    Publishing(Box<ClientSession>),
+    /// `connect` sent; waiting for its `_result`.
+    Connecting,
+    /// `createStream` sent; waiting for the stream id.
+    CreatingStream,
+    /// `publish` sent on this stream; waiting for `NetStream.Publish.Start`.
+    Starting {
+        stream_id: u32,
+    },
+    /// Frames flow on this stream.
+    Publishing {
+        stream_id: u32,
+    },
     Finished,
 }
 
@@ -123,6 +152,13 @@ pub struct Publisher {
     target: PublishTarget,
     info: ProgramInfo,
     outbound: Vec<u8>,
+    writer: ChunkSerializer,
+    reader: ChunkReader,
+    /// The acknowledgement window the server asked for, if any, and the
+    /// bytes received and acknowledged since the handshake.
+    ack_window: Option<u32>,
+    received: u64,
+    acknowledged: u64,
     /// Sequence headers sent on this connection, by pointer.
     video_header: Option<Arc<Bytes>>,
     audio_header: Option<Arc<Bytes>>,
@@ -142,6 +178,11 @@ impl Publisher {
             target,
             info,
             outbound: hello,
+            writer: ChunkSerializer::new(),
+            reader: ChunkReader::new(),
+            ack_window: None,
+            received: 0,
+            acknowledged: 0,
             video_header: None,
             audio_header: None,
             base_dts_us: None,
@@ -160,13 +201,13 @@ impl Publisher {
 
     /// Whether the server accepted the publish request.
     pub fn is_publishing(&self) -> bool {
-        matches!(self.phase, Phase::Publishing(_))
+        matches!(self.phase, Phase::Publishing { .. })
     }
 
     /// Feeds bytes read from the server.
     pub fn receive(&mut self, data: &[u8]) -> Result<Vec<PublisherEvent>, RtmpError> {
-        let mut events = Vec::new();
-        match &mut self.phase {
+        let input = match &mut self.phase {
+            Phase::Finished => return Ok(Vec::new()),
             Phase::Handshaking(handshake) => {
                 let result = handshake
                     .process_bytes(data)
@@ -174,49 +215,44 @@ impl Publisher {
                 match result {
                     HandshakeProcessResult::InProgress { response_bytes } => {
                         self.outbound.extend_from_slice(&response_bytes);
+                        return Ok(Vec::new());
                     }
                     HandshakeProcessResult::Completed {
                         response_bytes,
                         remaining_bytes,
                     } => {
                         self.outbound.extend_from_slice(&response_bytes);
-                        self.start_session()?;
-                        if !remaining_bytes.is_empty() {
-                            events = self.receive(&remaining_bytes)?;
-                        }
+                        self.connect()?;
+                        remaining_bytes
                     }
                 }
             }
-            Phase::Connecting(session) | Phase::Publishing(session) => {
-                // rml_rtmp's client session panics on some malformed replies
-                // (a command with fewer than three values, a shorter header
-                // in the middle of a message). A destination server must not
-                // be able to kill its sender, so a panic here is contained and
-                // ends this connection like any protocol error; the sender
-                // reconnects with a fresh session.
-                let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    session.handle_input(data)
-                }));
-                let results = match handled {
-                    Ok(results) => results?,
-                    Err(_) => {
-                        self.phase = Phase::Finished;
-                        return Err(RtmpError::Session(
-                            "malformed message from the server".to_owned(),
-                        ));
-                    }
-                };
-                events = self.handle_results(results)?;
-            }
-            Phase::Finished => {}
+            _ => data.to_vec(),
+        };
+        let outcome = self.read(&input);
+        if outcome.is_err() {
+            self.phase = Phase::Finished;
         }
+        outcome
+    }
+
+    fn read(&mut self, input: &[u8]) -> Result<Vec<PublisherEvent>, RtmpError> {
+        self.received += input.len() as u64;
+        self.reader.push(input);
+        let mut events = Vec::new();
+        while let Some(message) = self.reader.next_message()? {
+            if let Some(event) = self.handle_message(message)? {
+                events.push(event);
+            }
+        }
+        self.acknowledge()?;
         Ok(events)
     }
 
     /// Queues a program packet. Returns whether it was sent: nothing is sent
     /// before the first video keyframe, nor audio older than it.
     pub fn send(&mut self, packet: &ProgramPacket) -> Result<bool, RtmpError> {
-        let Phase::Publishing(session) = &mut self.phase else {
+        let Phase::Publishing { stream_id } = self.phase else {
             return Err(RtmpError::NotPublishing);
         };
         let base = match self.base_dts_us {
@@ -237,19 +273,19 @@ impl Publisher {
         let header_changed = !sent_header
             .as_ref()
             .is_some_and(|h| Arc::ptr_eq(h, &packet.sequence_header));
-        let mut messages = Vec::with_capacity(2);
+        let mut bodies = Vec::with_capacity(2);
         if header_changed {
             *sent_header = Some(packet.sequence_header.clone());
-            messages.push((*packet.sequence_header).clone());
+            bodies.push((*packet.sequence_header).clone());
         }
-        messages.push(packet.body.clone());
+        bodies.push(packet.body.clone());
 
-        for body in messages {
-            let result = match packet.media {
-                Media::Video => session.publish_video_data(body, timestamp, false)?,
-                Media::Audio => session.publish_audio_data(body, timestamp, false)?,
+        for data in bodies {
+            let message = match packet.media {
+                Media::Video => RtmpMessage::VideoData { data },
+                Media::Audio => RtmpMessage::AudioData { data },
             };
-            push_result(&mut self.outbound, result);
+            self.write(message, timestamp, stream_id)?;
         }
         Ok(true)
     }
@@ -258,124 +294,252 @@ impl Publisher {
     /// the outbound bytes and closes the connection.
     pub fn finish(&mut self) -> Result<(), RtmpError> {
         let phase = std::mem::replace(&mut self.phase, Phase::Finished);
-        if let Phase::Publishing(mut session) = phase {
+        if let Phase::Publishing { stream_id } = phase {
             let key = Amf0Value::Utf8String(self.target.stream_key.clone());
-            self.outbound
-                .extend_from_slice(&own_command("FCUnpublish", vec![key])?);
-            for result in session.stop_publishing()? {
-                push_result(&mut self.outbound, result);
-            }
+            self.command("FCUnpublish", transaction::FC_UNPUBLISH, vec![key], 0)?;
+            let stream = Amf0Value::Number(f64::from(stream_id));
+            self.command("deleteStream", transaction::DELETE_STREAM, vec![stream], 0)?;
         }
         Ok(())
     }
 
-    fn start_session(&mut self) -> Result<(), RtmpError> {
-        let mut config = ClientSessionConfig::new();
-        config.chunk_size = CHUNK_SIZE;
-        config.tc_url = Some(self.target.tc_url.clone());
-        config.flash_version = "FMLE/3.0 (compatible; BuildStream)".to_owned();
-        let (mut session, results) = ClientSession::new(config)?;
-        for result in results {
-            push_result(&mut self.outbound, result);
-        }
-        let request = session.request_connection(self.target.app.clone())?;
-        push_result(&mut self.outbound, request);
-        self.phase = Phase::Connecting(Box::new(session));
-        Ok(())
+    /// After the handshake: our chunk size, then `connect`.
+    fn connect(&mut self) -> Result<(), RtmpError> {
+        let packet = self
+            .writer
+            .set_max_chunk_size(CHUNK_SIZE, RtmpTimestamp::new(0))?;
+        self.outbound.extend_from_slice(&packet.bytes);
+        let text = |s: &str| Amf0Value::Utf8String(s.to_owned());
+        let properties = HashMap::from([
+            ("app".to_owned(), text(&self.target.app)),
+            ("type".to_owned(), text("nonprivate")),
+            ("flashVer".to_owned(), text(FLASH_VERSION)),
+            ("tcUrl".to_owned(), text(&self.target.tc_url)),
+        ]);
+        self.phase = Phase::Connecting;
+        self.write(
+            RtmpMessage::Amf0Command {
+                command_name: "connect".to_owned(),
+                transaction_id: transaction::CONNECT,
+                command_object: Amf0Value::Object(properties),
+                additional_arguments: Vec::new(),
+            },
+            RtmpTimestamp::new(0),
+            0,
+        )
     }
 
-    fn handle_results(
-        &mut self,
-        results: Vec<ClientSessionResult>,
-    ) -> Result<Vec<PublisherEvent>, RtmpError> {
-        // Write everything the session produced before acting on events:
-        // the chunk size announcement comes after the "connected" event.
-        let mut raised = Vec::new();
-        for result in results {
-            match result {
-                ClientSessionResult::RaisedEvent(event) => raised.push(event),
-                other => push_result(&mut self.outbound, other),
-            }
-        }
-        let mut events = Vec::new();
-        for event in raised {
-            if let Some(event) = self.handle_event(event)? {
-                events.push(event);
-            }
-        }
-        Ok(events)
-    }
-
-    fn handle_event(
-        &mut self,
-        event: ClientSessionEvent,
-    ) -> Result<Option<PublisherEvent>, RtmpError> {
-        match event {
-            ClientSessionEvent::ConnectionRequestAccepted => {
-                let Phase::Connecting(session) = &mut self.phase else {
-                    return Ok(None);
-                };
-                // Ingest servers of the big platforms expect the FMLE-style
-                // announcement before createStream; others ignore it.
-                let key = Amf0Value::Utf8String(self.target.stream_key.clone());
-                self.outbound
-                    .extend_from_slice(&own_command("releaseStream", vec![key.clone()])?);
-                self.outbound
-                    .extend_from_slice(&own_command("FCPublish", vec![key])?);
-                let request = session
-                    .request_publishing(self.target.stream_key.clone(), PublishRequestType::Live)?;
-                push_result(&mut self.outbound, request);
-                Ok(None)
-            }
-            ClientSessionEvent::PublishRequestAccepted => {
-                let phase = std::mem::replace(&mut self.phase, Phase::Finished);
-                let Phase::Connecting(mut session) = phase else {
-                    self.phase = phase;
-                    return Ok(None);
-                };
-                let metadata = self.metadata();
-                push_result(&mut self.outbound, session.publish_metadata(&metadata)?);
-                self.phase = Phase::Publishing(session);
-                Ok(Some(PublisherEvent::Publishing))
-            }
-            ClientSessionEvent::ConnectionRequestRejected { description } => {
-                Err(RtmpError::Rejected(description))
-            }
-            ClientSessionEvent::UnhandleableOnStatusCode { code } if is_refusal(&code) => {
-                Err(RtmpError::Rejected(code))
-            }
-            // Some servers refuse a publish with an `_error` on transaction
-            // zero rather than an `onStatus`; answers to the commands framed
-            // here carry their own transaction id and are never refusals.
-            ClientSessionEvent::UnknownTransactionResultReceived {
-                transaction_id,
-                additional_values,
-                ..
-            } if transaction_id != OWN_TRANSACTION => match error_code(&additional_values) {
-                Some(code) => Err(RtmpError::Rejected(code)),
+    fn handle_message(&mut self, message: Message) -> Result<Option<PublisherEvent>, RtmpError> {
+        match message.type_id {
+            kind::COMMAND_AMF0 => self.handle_command(&message.payload),
+            // An AMF3 command is AMF0 after a format byte.
+            kind::COMMAND_AMF3 => match message.payload.get(1..) {
+                Some(body) => self.handle_command(body),
                 None => Ok(None),
             },
-            other => {
-                tracing::trace!(event = ?other, "rtmp event ignored");
+            kind::WINDOW_ACK_SIZE => {
+                let size = message
+                    .payload
+                    .get(..4)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                self.ack_window = size.filter(|size| *size > 0);
+                Ok(None)
+            }
+            kind::USER_CONTROL => {
+                if let Some(&[a, b, t0, t1, t2, t3]) = message.payload.get(..6) {
+                    if u16::from_be_bytes([a, b]) == PING_REQUEST {
+                        let time = u32::from_be_bytes([t0, t1, t2, t3]);
+                        self.write(
+                            RtmpMessage::UserControl {
+                                event_type: UserControlEventType::PingResponse,
+                                stream_id: None,
+                                buffer_length: None,
+                                timestamp: Some(RtmpTimestamp::new(time)),
+                            },
+                            RtmpTimestamp::new(0),
+                            0,
+                        )?;
+                    }
+                }
+                Ok(None)
+            }
+            // Bandwidth hints, data, media: nothing a publisher acts on.
+            _ => Ok(None),
+        }
+    }
+
+    fn handle_command(&mut self, body: &[u8]) -> Result<Option<PublisherEvent>, RtmpError> {
+        let values = amf::decode(body).map_err(|e| RtmpError::Session(e.to_string()))?;
+        let mut values = values.into_iter();
+        let (Some(Amf0Value::Utf8String(name)), Some(Amf0Value::Number(transaction))) =
+            (values.next(), values.next())
+        else {
+            return Err(RtmpError::Session(
+                "a command without a name and transaction id".to_owned(),
+            ));
+        };
+        // The command object, then the arguments.
+        let arguments: Vec<Amf0Value> = values.skip(1).collect();
+        match (name.as_str(), &self.phase) {
+            ("_result", Phase::Connecting) if transaction == transaction::CONNECT => {
+                let key = Amf0Value::Utf8String(self.target.stream_key.clone());
+                // FMLE's announcement before createStream; servers that do
+                // not know it answer `_error`, which is ignored below.
+                self.command(
+                    "releaseStream",
+                    transaction::RELEASE_STREAM,
+                    vec![key.clone()],
+                    0,
+                )?;
+                self.command("FCPublish", transaction::FC_PUBLISH, vec![key], 0)?;
+                self.command("createStream", transaction::CREATE_STREAM, Vec::new(), 0)?;
+                self.phase = Phase::CreatingStream;
+                Ok(None)
+            }
+            ("_result", Phase::CreatingStream) if transaction == transaction::CREATE_STREAM => {
+                let stream_id = match arguments.first() {
+                    Some(Amf0Value::Number(id)) if *id >= 1.0 && *id <= f64::from(u32::MAX) => {
+                        *id as u32
+                    }
+                    _ => {
+                        return Err(RtmpError::Session(
+                            "createStream answered without a stream id".to_owned(),
+                        ))
+                    }
+                };
+                let key = Amf0Value::Utf8String(self.target.stream_key.clone());
+                let live = Amf0Value::Utf8String("live".to_owned());
+                self.command("publish", transaction::PUBLISH, vec![key, live], stream_id)?;
+                self.phase = Phase::Starting { stream_id };
+                Ok(None)
+            }
+            ("onStatus", _) => {
+                let (level, code) = status_of(&arguments);
+                match self.phase {
+                    Phase::Starting { stream_id } if code == "NetStream.Publish.Start" => {
+                        self.send_metadata(stream_id)?;
+                        self.phase = Phase::Publishing { stream_id };
+                        Ok(Some(PublisherEvent::Publishing))
+                    }
+                    _ if level == "error" || is_refusal(&code) => Err(RtmpError::Rejected(code)),
+                    _ => Ok(None),
+                }
+            }
+            // Answers to our own exchange, and to transaction 0, which some
+            // servers use to refuse a publish; `_error` for releaseStream or
+            // FCPublish only means the server does not know them.
+            ("_error", _)
+                if [
+                    0.0,
+                    transaction::CONNECT,
+                    transaction::CREATE_STREAM,
+                    transaction::PUBLISH,
+                ]
+                .contains(&transaction) =>
+            {
+                let (_, code) = status_of(&arguments);
+                Err(RtmpError::Rejected(if code.is_empty() {
+                    "the server answered _error".to_owned()
+                } else {
+                    code
+                }))
+            }
+            _ => {
+                tracing::trace!(command = %name, transaction, "rtmp command ignored");
                 Ok(None)
             }
         }
     }
 
-    fn metadata(&self) -> StreamMetadata {
-        let mut metadata = StreamMetadata::new();
-        metadata.video_width = Some(self.info.width);
-        metadata.video_height = Some(self.info.height);
-        metadata.video_codec_id = Some(7);
-        metadata.video_frame_rate = Some(self.info.framerate as f32);
-        metadata.video_bitrate_kbps = Some(self.info.video_bitrate_kbps);
-        metadata.audio_codec_id = Some(10);
-        metadata.audio_bitrate_kbps = Some(self.info.audio_bitrate_kbps);
-        metadata.audio_sample_rate = Some(self.info.audio_sample_rate);
-        metadata.audio_channels = Some(self.info.audio_channels);
-        metadata.audio_is_stereo = Some(self.info.audio_channels == 2);
-        metadata.encoder = Some("BuildStream".to_owned());
-        metadata
+    /// Sends `@setDataFrame onMetaData` describing the program.
+    fn send_metadata(&mut self, stream_id: u32) -> Result<(), RtmpError> {
+        let info = self.info;
+        let number = |n: u32| Amf0Value::Number(f64::from(n));
+        let properties = HashMap::from([
+            ("width".to_owned(), number(info.width)),
+            ("height".to_owned(), number(info.height)),
+            ("videocodecid".to_owned(), number(7)),
+            ("framerate".to_owned(), number(info.framerate)),
+            ("videodatarate".to_owned(), number(info.video_bitrate_kbps)),
+            ("audiocodecid".to_owned(), number(10)),
+            ("audiodatarate".to_owned(), number(info.audio_bitrate_kbps)),
+            ("audiosamplerate".to_owned(), number(info.audio_sample_rate)),
+            ("audiochannels".to_owned(), number(info.audio_channels)),
+            (
+                "stereo".to_owned(),
+                Amf0Value::Boolean(info.audio_channels == 2),
+            ),
+            (
+                "encoder".to_owned(),
+                Amf0Value::Utf8String("BuildStream".to_owned()),
+            ),
+        ]);
+        self.write(
+            RtmpMessage::Amf0Data {
+                values: vec![
+                    Amf0Value::Utf8String("@setDataFrame".to_owned()),
+                    Amf0Value::Utf8String("onMetaData".to_owned()),
+                    Amf0Value::Object(properties),
+                ],
+            },
+            RtmpTimestamp::new(0),
+            stream_id,
+        )
+    }
+
+    /// Acknowledges what was received once a window's worth has arrived.
+    fn acknowledge(&mut self) -> Result<(), RtmpError> {
+        let Some(window) = self.ack_window else {
+            return Ok(());
+        };
+        if self.received - self.acknowledged < u64::from(window) {
+            return Ok(());
+        }
+        self.acknowledged = self.received;
+        self.write(
+            RtmpMessage::Acknowledgement {
+                // The count wraps at 2^32, as the field does.
+                sequence_number: self.received as u32,
+            },
+            RtmpTimestamp::new(0),
+            0,
+        )
+    }
+
+    fn command(
+        &mut self,
+        name: &str,
+        transaction: f64,
+        arguments: Vec<Amf0Value>,
+        stream_id: u32,
+    ) -> Result<(), RtmpError> {
+        self.write(
+            RtmpMessage::Amf0Command {
+                command_name: name.to_owned(),
+                transaction_id: transaction,
+                command_object: Amf0Value::Null,
+                additional_arguments: arguments,
+            },
+            RtmpTimestamp::new(0),
+            stream_id,
+        )
+    }
+
+    fn write(
+        &mut self,
+        message: RtmpMessage,
+        timestamp: RtmpTimestamp,
+        stream_id: u32,
+    ) -> Result<(), RtmpError> {
+        let payload = message.into_message_payload(timestamp, stream_id)?;
+        let packet = self.writer.serialize(&payload, false, false)?;
+        if self.outbound.is_empty() {
+            // The usual case for a frame: take the chunked bytes as they are.
+            self.outbound = packet.bytes;
+        } else {
+            self.outbound.extend_from_slice(&packet.bytes);
+        }
+        Ok(())
     }
 }
 
@@ -393,61 +557,28 @@ fn is_refusal(code: &str) -> bool {
     .any(|word| code.contains(word))
 }
 
-/// The `code` of an error-level status object among command arguments.
-fn error_code(values: &[Amf0Value]) -> Option<String> {
-    values.iter().find_map(|value| {
-        let Amf0Value::Object(properties) = value else {
-            return None;
-        };
-        let level = properties.get("level");
-        let is_error =
-            matches!(level, Some(Amf0Value::Utf8String(l)) if l == "error" || l == "_error");
-        match properties.get("code") {
-            Some(Amf0Value::Utf8String(code)) if is_error => Some(code.clone()),
-            _ => None,
-        }
-    })
-}
-
-fn push_result(outbound: &mut Vec<u8>, result: ClientSessionResult) {
-    if let ClientSessionResult::OutboundResponse(packet) = result {
-        if outbound.is_empty() {
-            // The usual case for a frame: take the chunked bytes as they are.
-            *outbound = packet.bytes;
-        } else {
-            outbound.extend_from_slice(&packet.bytes);
-        }
-    }
-}
-
-/// Frames an AMF0 command on [`OWN_CHUNK_STREAM`]: a full (type 0) header,
-/// then type 3 continuation headers every [`CHUNK_SIZE`] bytes.
-fn own_command(name: &str, arguments: Vec<Amf0Value>) -> Result<Vec<u8>, RtmpError> {
-    let message = RtmpMessage::Amf0Command {
-        command_name: name.to_owned(),
-        transaction_id: OWN_TRANSACTION,
-        command_object: Amf0Value::Null,
-        additional_arguments: arguments,
+/// The `level` and `code` of the status object among a command's arguments
+/// (empty where absent).
+fn status_of(arguments: &[Amf0Value]) -> (String, String) {
+    let text = |properties: &HashMap<String, Amf0Value>, key: &str| match properties.get(key) {
+        Some(Amf0Value::Utf8String(value)) => value.clone(),
+        _ => String::new(),
     };
-    let payload = message
-        .into_message_payload(RtmpTimestamp::new(0), 0)
-        .map_err(|e| RtmpError::Session(e.to_string()))?;
-    let data = &payload.data;
-    let length = (data.len() as u32).to_be_bytes();
-
-    let mut out = Vec::with_capacity(12 + data.len() + data.len() / CHUNK_SIZE as usize);
-    out.push(OWN_CHUNK_STREAM);
-    out.extend_from_slice(&[0, 0, 0]);
-    out.extend_from_slice(&length[1..]);
-    out.push(AMF0_COMMAND);
-    out.extend_from_slice(&0u32.to_le_bytes());
-    for (index, chunk) in data.chunks(CHUNK_SIZE as usize).enumerate() {
-        if index > 0 {
-            out.push(0xC0 | OWN_CHUNK_STREAM);
-        }
-        out.extend_from_slice(chunk);
-    }
-    Ok(out)
+    arguments
+        .iter()
+        .find_map(|value| match value {
+            Amf0Value::Object(properties) => {
+                let code = text(properties, "code");
+                let code = if code.is_empty() {
+                    text(properties, "description")
+                } else {
+                    code
+                };
+                Some((text(properties, "level"), code))
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -696,8 +827,8 @@ mod tests {
         assert_eq!(headers, 2);
     }
 
-    /// Guards against a server's malformed reply panicking the sender (rml_rtmp's
-    /// client session indexes a command's first three values unchecked).
+    /// A server's malformed reply ends the connection with an error (rml_rtmp's
+    /// client session, used before, panicked on it).
     #[test]
     fn a_malformed_server_command_is_an_error_not_a_panic() {
         let mut publisher = Publisher::new(target(), info()).unwrap();
@@ -738,31 +869,109 @@ mod tests {
     }
 
     #[test]
-    fn own_commands_span_chunks() {
-        let long_key = Amf0Value::Utf8String("k".repeat(5000));
-        let framed = own_command("FCUnpublish", vec![long_key]).unwrap();
-        // One full header (12 bytes) and one continuation byte.
-        let continuation = framed.get(12 + CHUNK_SIZE as usize).copied();
-        assert_eq!(continuation, Some(0xC0 | OWN_CHUNK_STREAM));
+    fn a_key_longer_than_a_chunk_arrives_whole() {
+        let long = PublishTarget {
+            stream_key: "k".repeat(5000),
+            ..target()
+        };
+        let mut publisher = Publisher::new(long, info()).unwrap();
+        let mut server = Server::new();
+        pump(&mut publisher, &mut server).unwrap();
+        assert!(server.events.iter().any(|e| matches!(e,
+            ServerSessionEvent::PublishStreamRequested { stream_key, .. }
+                if stream_key.len() == 5000)));
+    }
 
-        // A real deserializer reads it back whole.
-        let mut reader = rml_rtmp::chunk_io::ChunkDeserializer::new();
-        reader.set_max_chunk_size(CHUNK_SIZE as usize).unwrap();
-        let payload = reader.get_next_message(&framed).unwrap().unwrap();
-        match payload.to_rtmp_message().unwrap() {
-            RtmpMessage::Amf0Command {
-                command_name,
-                additional_arguments,
-                ..
-            } => {
-                assert_eq!(command_name, "FCUnpublish");
-                assert_eq!(
-                    additional_arguments,
-                    vec![Amf0Value::Utf8String("k".repeat(5000))]
-                );
-            }
-            other => panic!("unexpected {other:?}"),
+    /// A publisher that has seen the handshake through and `connect` out.
+    fn connecting() -> Publisher {
+        let mut publisher = Publisher::new(target(), info()).unwrap();
+        let mut server = Server::new();
+        server.receive(&publisher.take_outbound());
+        let s0s1s2 = std::mem::take(&mut server.outbound);
+        publisher.receive(&s0s1s2).unwrap();
+        publisher.take_outbound();
+        publisher
+    }
+
+    /// A server message as one type-0 chunk on chunk stream 3.
+    fn chunk(type_id: u8, stream_id: u32, body: &[u8]) -> Vec<u8> {
+        assert!(body.len() <= 128);
+        let mut out = vec![0x03, 0, 0, 0];
+        out.extend(&(body.len() as u32).to_be_bytes()[1..]);
+        out.push(type_id);
+        out.extend(stream_id.to_le_bytes());
+        out.extend(body);
+        out
+    }
+
+    #[test]
+    fn pings_are_answered_and_acknowledgements_kept() {
+        let mut publisher = connecting();
+        // Ping request (event 6) with time 0x01020304.
+        publisher
+            .receive(&chunk(4, 0, &[0, 6, 1, 2, 3, 4]))
+            .unwrap();
+        let answer = publisher.take_outbound();
+        assert!(
+            answer.ends_with(&[0, 7, 1, 2, 3, 4]),
+            "ping response: {answer:?}"
+        );
+        // A window of 100 bytes: the next read past it is acknowledged.
+        publisher
+            .receive(&chunk(5, 0, &100u32.to_be_bytes()))
+            .unwrap();
+        publisher.take_outbound();
+        publisher.receive(&chunk(18, 0, &[0; 5])).unwrap();
+        publisher.receive(&chunk(18, 0, &[0; 80])).unwrap();
+        let ack = publisher.take_outbound();
+        assert_eq!(ack.get(7), Some(&3), "acknowledgement message: {ack:?}");
+    }
+
+    #[test]
+    fn a_server_refusing_create_stream_is_a_refusal() {
+        let mut publisher = connecting();
+        let result = [
+            Amf0Value::Utf8String("_result".into()),
+            Amf0Value::Number(1.0),
+            Amf0Value::Null,
+            Amf0Value::Null,
+        ];
+        let body = rml_rtmp::rml_amf0::serialize(&result.to_vec()).unwrap();
+        publisher.receive(&chunk(20, 0, &body)).unwrap();
+        let mut info = std::collections::HashMap::new();
+        info.insert("level".to_owned(), Amf0Value::Utf8String("error".into()));
+        info.insert(
+            "code".to_owned(),
+            Amf0Value::Utf8String("NetConnection.Call.Failed".into()),
+        );
+        let error = [
+            Amf0Value::Utf8String("_error".into()),
+            Amf0Value::Number(4.0),
+            Amf0Value::Null,
+            Amf0Value::Object(info),
+        ];
+        let body = rml_rtmp::rml_amf0::serialize(&error.to_vec()).unwrap();
+        assert_eq!(
+            publisher.receive(&chunk(20, 0, &body)).unwrap_err(),
+            RtmpError::Rejected("NetConnection.Call.Failed".into())
+        );
+    }
+
+    #[test]
+    fn deeply_nested_answers_are_refused_without_recursing() {
+        let mut publisher = connecting();
+        // "_result", 1, then objects nested far deeper than any server sends.
+        let mut body = vec![0x02, 0, 7];
+        body.extend(b"_result");
+        body.push(0x00);
+        body.extend(1.0f64.to_be_bytes());
+        // Fits in one 128-byte chunk: 100 levels of `{"": {...`.
+        for _ in 0..100 {
+            body.extend([0x03, 0, 0]);
         }
+        body.truncate(128);
+        let error = publisher.receive(&chunk(20, 0, &body)).unwrap_err();
+        assert!(matches!(error, RtmpError::Session(_)), "{error:?}");
     }
 
     #[test]

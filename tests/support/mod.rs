@@ -395,19 +395,26 @@ pub struct RgbFrame {
 impl RgbFrame {
     pub fn grab(path: &Path, seconds_from_end: f64) -> Option<Self> {
         let probe = ffprobe(path)?;
-        let output = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error"])
-            .args(["-sseof", &format!("-{seconds_from_end}")])
-            .arg("-i")
-            .arg(path)
-            .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-            .output()
-            .ok()?;
         let (width, height) = (probe.width as usize, probe.height as usize);
-        (output.stdout.len() == width * height * 3).then_some(Self {
-            width,
-            height,
-            pixels: output.stdout,
+        // A seek into a recording that is still growing can land where
+        // nothing decodes yet (keyframes come every 2 s); try further back.
+        (0..3).find_map(|attempt| {
+            let output = Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error"])
+                .args([
+                    "-sseof",
+                    &format!("-{}", seconds_from_end + f64::from(attempt)),
+                ])
+                .arg("-i")
+                .arg(path)
+                .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+                .output()
+                .ok()?;
+            (output.stdout.len() == width * height * 3).then_some(Self {
+                width,
+                height,
+                pixels: output.stdout,
+            })
         })
     }
 

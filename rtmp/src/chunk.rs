@@ -31,37 +31,41 @@ const MAX_CHUNK_STREAMS: usize = 64;
 const EXTENDED_TIMESTAMP: u32 = 0xff_ffff;
 
 /// RTMP message type ids (RTMP 1.0, 5.4 and 7.1).
-pub(crate) mod message_type {
-    pub(crate) const SET_CHUNK_SIZE: u8 = 1;
-    pub(crate) const ABORT: u8 = 2;
-    pub(crate) const ACKNOWLEDGEMENT: u8 = 3;
-    pub(crate) const USER_CONTROL: u8 = 4;
-    pub(crate) const WINDOW_ACK_SIZE: u8 = 5;
-    pub(crate) const SET_PEER_BANDWIDTH: u8 = 6;
-    pub(crate) const AUDIO: u8 = 8;
-    pub(crate) const VIDEO: u8 = 9;
-    pub(crate) const DATA_AMF3: u8 = 15;
-    pub(crate) const COMMAND_AMF3: u8 = 17;
-    pub(crate) const DATA_AMF0: u8 = 18;
-    pub(crate) const COMMAND_AMF0: u8 = 20;
-    pub(crate) const AGGREGATE: u8 = 22;
+#[allow(missing_docs)] // the names are the specification's
+pub mod message_type {
+    pub const SET_CHUNK_SIZE: u8 = 1;
+    pub const ABORT: u8 = 2;
+    pub const ACKNOWLEDGEMENT: u8 = 3;
+    pub const USER_CONTROL: u8 = 4;
+    pub const WINDOW_ACK_SIZE: u8 = 5;
+    pub const SET_PEER_BANDWIDTH: u8 = 6;
+    pub const AUDIO: u8 = 8;
+    pub const VIDEO: u8 = 9;
+    pub const DATA_AMF3: u8 = 15;
+    pub const COMMAND_AMF3: u8 = 17;
+    pub const DATA_AMF0: u8 = 18;
+    pub const COMMAND_AMF0: u8 = 20;
+    pub const AGGREGATE: u8 = 22;
 }
 
 use message_type as kind;
 
 /// One reassembled message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Message {
+pub struct Message {
     /// Milliseconds on the peer's clock; wraps at 2^32.
-    pub(crate) timestamp: u32,
-    pub(crate) type_id: u8,
-    pub(crate) stream_id: u32,
-    pub(crate) payload: Bytes,
+    pub timestamp: u32,
+    /// The message type ([`message_type`]).
+    pub type_id: u8,
+    /// The message stream it belongs to (0: the connection itself).
+    pub stream_id: u32,
+    /// The reassembled body.
+    pub payload: Bytes,
 }
 
 /// Why the chunk stream cannot be read any further.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum ChunkError {
+pub enum ChunkError {
     /// A compressed header referred to a chunk stream never seen before.
     #[error("chunk stream {0} continues without a previous header")]
     NoPreviousHeader(u32),
@@ -71,8 +75,11 @@ pub(crate) enum ChunkError {
     /// A message claims a length its type never has.
     #[error("message type {type_id} of {length} bytes exceeds {limit}")]
     TooLong {
+        /// The message type.
         type_id: u8,
+        /// The length it announced.
         length: u32,
+        /// The most that type may have.
         limit: u32,
     },
     /// `SetChunkSize` with 0 or the reserved top bit set.
@@ -87,7 +94,7 @@ pub(crate) enum ChunkError {
 }
 
 /// Turns the bytes after the handshake into messages.
-pub(crate) struct ChunkReader {
+pub struct ChunkReader {
     input: BytesMut,
     chunk_size: u32,
     streams: HashMap<u32, ChunkStream>,
@@ -174,8 +181,16 @@ enum Step {
     Complete(Message),
 }
 
+impl Default for ChunkReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl ChunkReader {
-    pub(crate) fn new() -> Self {
+    /// A reader at the default chunk size (128), with the small backlog
+    /// bound of a connection that does not carry media yet.
+    pub fn new() -> Self {
         Self {
             input: BytesMut::new(),
             chunk_size: DEFAULT_CHUNK_SIZE,
@@ -187,18 +202,18 @@ impl ChunkReader {
 
     /// Raises the backlog bound to what a publishing connection needs:
     /// whole keyframes interleaved with audio.
-    pub(crate) fn allow_media(&mut self) {
+    pub fn allow_media(&mut self) {
         self.backlog_limit = MAX_UNFINISHED_BYTES;
     }
 
     /// Appends received bytes; read them out with [`ChunkReader::next_message`].
-    pub(crate) fn push(&mut self, bytes: &[u8]) {
+    pub fn push(&mut self, bytes: &[u8]) {
         self.input.extend_from_slice(bytes);
     }
 
     /// The next complete message, or `None` until more input arrives.
     /// `SetChunkSize` and `Abort` act here and are not returned.
-    pub(crate) fn next_message(&mut self) -> Result<Option<Message>, ChunkError> {
+    pub fn next_message(&mut self) -> Result<Option<Message>, ChunkError> {
         loop {
             match self.next_chunk()? {
                 Step::NeedMore => {

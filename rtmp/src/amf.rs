@@ -10,11 +10,11 @@ use std::io::Cursor;
 use rml_rtmp::rml_amf0::{self, Amf0DeserializationError, Amf0Value};
 
 /// Connect objects and metadata nest two or three levels; this is plenty.
-pub(crate) const MAX_DEPTH: usize = 16;
+pub const MAX_DEPTH: usize = 16;
 
 /// Why an AMF0 payload was refused.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum AmfError {
+pub enum AmfError {
     /// Objects or arrays nest deeper than [`MAX_DEPTH`].
     #[error("AMF0 values nest deeper than {MAX_DEPTH} levels")]
     TooDeep,
@@ -24,7 +24,7 @@ pub(crate) enum AmfError {
 }
 
 /// Decodes a sequence of AMF0 values.
-pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<Amf0Value>, AmfError> {
+pub fn decode(bytes: &[u8]) -> Result<Vec<Amf0Value>, AmfError> {
     check_depth(bytes)?;
     Ok(rml_amf0::deserialize(&mut Cursor::new(bytes))?)
 }
