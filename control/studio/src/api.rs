@@ -132,6 +132,17 @@ fn studio_view(row: StudioRow, live: bool) -> StudioView {
     }
 }
 
+/// What one account may have. Every destination is an encoder's worth of
+/// upload at the origin and every source a decoder; these keep one account
+/// from taking a node's worth.
+const MAX_STUDIOS_PER_USER: i64 = 100;
+const MAX_SOURCES_PER_STUDIO: i64 = 16;
+const MAX_DESTINATIONS_PER_STUDIO: i64 = 10;
+
+fn limit_reached(what: &str, max: i64) -> ApiError {
+    ApiError::conflict("limit_reached", format!("at most {max} {what}"))
+}
+
 /// Names end up in logs, placeholders and other people's screens: one line
 /// of printable text.
 fn check_name(field: &str, name: &str, max: usize) -> Result<String, ApiError> {
@@ -165,6 +176,9 @@ async fn create_studio(
     ApiJson(body): ApiJson<CreateStudio>,
 ) -> Result<(StatusCode, Json<StudioView>), ApiError> {
     let output = body.output.unwrap_or_default().validate()?;
+    if service.store.studio_count(&auth.user_id).await? >= MAX_STUDIOS_PER_USER {
+        return Err(limit_reached("studios per account", MAX_STUDIOS_PER_USER));
+    }
     let now = now_rfc3339();
     let row = StudioRow {
         id: buildstream_service::id::random("st_"),
@@ -335,6 +349,9 @@ async fn create_source(
     ApiJson(body): ApiJson<CreateSource>,
 ) -> Result<(StatusCode, Json<SourceView>), ApiError> {
     service.store.owned_studio(&auth.user_id, &id).await?;
+    if service.store.attachment_counts(&id).await?.0 >= MAX_SOURCES_PER_STUDIO {
+        return Err(limit_reached("sources per studio", MAX_SOURCES_PER_STUDIO));
+    }
     if body.kind != "rtmp" {
         return Err(ApiError::invalid(
             "unsupported_source_kind",
@@ -521,6 +538,12 @@ async fn create_destination(
     ApiJson(body): ApiJson<CreateDestination>,
 ) -> Result<(StatusCode, Json<DestinationView>), ApiError> {
     service.store.owned_studio(&auth.user_id, &id).await?;
+    if service.store.attachment_counts(&id).await?.1 >= MAX_DESTINATIONS_PER_STUDIO {
+        return Err(limit_reached(
+            "destinations per studio",
+            MAX_DESTINATIONS_PER_STUDIO,
+        ));
+    }
     let platform = body.platform.trim().to_lowercase();
     let url = body.url.trim().to_owned();
     check_destination_url(&platform, &url, service.settings.allow_private_destinations)?;

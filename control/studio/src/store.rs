@@ -333,6 +333,28 @@ impl Store {
         .await?)
     }
 
+    /// How many studios `owner` has.
+    pub async fn studio_count(&self, owner: &str) -> Result<i64, ApiError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM studios WHERE owner_id = ?")
+                .bind(owner)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// How many sources and destinations `studio` has.
+    pub async fn attachment_counts(&self, studio: &str) -> Result<(i64, i64), ApiError> {
+        Ok(sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM sources WHERE studio_id = ?),
+                    (SELECT COUNT(*) FROM destinations WHERE studio_id = ?)",
+        )
+        .bind(studio)
+        .bind(studio)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Studios recorded as live on the origin `origin_id`, sorted.
     pub async fn broadcasts_on(&self, origin_id: &str) -> Result<Vec<String>, ApiError> {
         Ok(sqlx::query_scalar(

@@ -535,3 +535,53 @@ async fn nodes_register_with_the_node_token() {
         .await;
     assert_eq!(source["ingest_url"], "rtmp://127.0.0.1:19350/live");
 }
+
+#[tokio::test]
+async fn an_account_has_bounded_studios_sources_and_destinations() {
+    let h = Harness::new().await;
+    let alice = h.token("u_alice");
+    let id = h.studio(&alice, "Show").await;
+    let add = |uri: String, body: Value| {
+        let h = &h;
+        let alice = alice.clone();
+        async move { h.call("POST", &uri, body, Some(&alice)).await }
+    };
+    for n in 0..10 {
+        let (status, body) = add(
+            format!("/api/v1/studios/{id}/destinations"),
+            json!({"platform": "twitch", "stream_key": format!("key-{n}")}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, body) = add(
+        format!("/api/v1/studios/{id}/destinations"),
+        json!({"platform": "twitch", "stream_key": "one-too-many"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["code"], "limit_reached");
+
+    for n in 0..16 {
+        let (status, _) = add(
+            format!("/api/v1/studios/{id}/sources"),
+            json!({"kind": "rtmp", "name": format!("cam {n}")}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (status, body) = add(
+        format!("/api/v1/studios/{id}/sources"),
+        json!({"kind": "rtmp", "name": "cam 17"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["code"], "limit_reached");
+
+    for n in 1..100 {
+        h.studio(&alice, &format!("Show {n}")).await;
+    }
+    let (status, body) = add("/api/v1/studios".to_owned(), json!({"name": "one more"})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["code"], "limit_reached");
+}
