@@ -426,3 +426,46 @@ async fn browser_style_vp8_and_opus_sources_compose_beside_rtmp_ones() {
     broadcasts.stop(&studio).await.expect("stop");
     drop(browser);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_brand_and_banner_changes_leaves_the_program_running() {
+    let _serial = support::serial().await;
+    let nginx = Nginx::start().await;
+    let tracks = Tracks::new();
+    let red = TestSource::start(&tracks, "studio7", "alice", "red");
+    let broadcasts = support::origin(&tracks, OriginConfig::default());
+    let studio = support::studio("studio7");
+    let solo = json!({"layout": "solo", "on_stage": ["alice"]});
+    live(&broadcasts, &studio, spec(&nginx, "storm", solo)).await;
+
+    // Colours and texts change hundreds of times a second while the layers
+    // render five frames a second, so that changes land while frames are
+    // made (setting a videotestsrc colour then crashed within seconds);
+    // they must neither crash the pipeline nor stall the output.
+    let started = std::time::Instant::now();
+    for step in 0u32..3000 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let colour = format!("#{:06x}", step.wrapping_mul(2_654_435_761) & 0xff_ffff);
+        let next = scene(json!({
+            "layout": if step % 7 == 0 { "pip" } else { "solo" },
+            "on_stage": ["alice"],
+            "brand_color": colour,
+            "background": {"color": if step % 2 == 0 { "#101820" } else { colour.as_str() }},
+            "banner": {"text": format!("headline {step}"), "visible": step % 3 != 0},
+        }));
+        broadcasts.update_scene(&studio, next).await.expect("scene");
+    }
+    println!("3000 scene changes took {:?}", started.elapsed());
+
+    let status = broadcasts.status(&studio).expect("status");
+    assert!(status.failure.is_none(), "{status:?}");
+    let recorded = nginx.recorded_bytes("storm");
+    assert!(
+        nginx
+            .wait_for_recording("storm", recorded + 50_000, Duration::from_secs(10))
+            .await,
+        "the output keeps going"
+    );
+    broadcasts.stop(&studio).await.expect("stop");
+    red.stop().await;
+}

@@ -30,9 +30,10 @@ pub(crate) struct Stage {
     core: Arc<Core>,
     applied: Option<Scene>,
     slots: Vec<Slot>,
-    background: gst::Element,
-    // Permanent layers, kept for the life of the pipeline.
-    _background_branch: Branch,
+    /// The background colour; replaced, never changed in place (see
+    /// [`solid_bin`]).
+    background: Branch,
+    // Permanent layer, kept for the life of the pipeline.
     _silence_branch: Branch,
     background_image: Option<Branch>,
     banner: Banner,
@@ -41,7 +42,6 @@ pub(crate) struct Stage {
 
 struct Banner {
     branch: Branch,
-    bar: gst::Element,
     text: gst::Element,
     rect: Rect,
 }
@@ -51,21 +51,7 @@ impl Stage {
     pub fn new(core: Arc<Core>, output: Output) -> Result<Self, CompositorError> {
         let (width, height) = (core.profile.width() as i32, core.profile.height() as i32);
 
-        let (bin, background, last) = solid_bin("background", width, height)?;
-        ghost_src(&bin, &last)?;
-        let background_branch = core.attach(bin, &core.video_mixer)?;
-        place(
-            &background_branch.pad,
-            Some(Rect {
-                x: 0,
-                y: 0,
-                width,
-                height,
-            }),
-            BACKGROUND_Z,
-            true,
-            false,
-        );
+        let background = background_branch(&core, 0xFF00_0000)?;
 
         // Silence under the sources' audio: the mix, and so the program's
         // audio, keeps going when nobody on stage has any.
@@ -80,37 +66,16 @@ impl Stage {
             width,
             height: bar_height,
         };
-        let (bin, bar, last) = solid_bin("banner", width, bar_height)?;
-        let text = gst::ElementFactory::make("textoverlay")
-            .property_from_str("valignment", "center")
-            .property_from_str("halignment", "left")
-            .property("xpad", width / 32)
-            .property("auto-resize", false)
-            .property(
-                "font-desc",
-                format!("Sans Bold {}", (bar_height * 2 / 5).max(8)),
-            )
-            .build()?;
-        bin.add(&text)?;
-        last.link(&text)?;
-        ghost_src(&bin, &text)?;
-        let branch = core.attach(bin, &core.video_mixer)?;
-        place(&branch.pad, Some(rect), BANNER_Z, false, false);
+        let banner = Banner::build(&core, rect, 0xFF00_0000, "")?;
 
         Ok(Self {
             core,
             applied: None,
             slots: Vec::new(),
             background,
-            _background_branch: background_branch,
             _silence_branch: silence_branch,
             background_image: None,
-            banner: Banner {
-                branch,
-                bar,
-                text,
-                rect,
-            },
+            banner,
             logo: output.logo,
         })
     }
@@ -124,9 +89,15 @@ impl Stage {
             .as_ref()
             .is_none_or(|p| p.brand_color != scene.brand_color);
         if brand_changed {
-            self.banner
-                .bar
-                .set_property("foreground-color", scene.brand_color.argb());
+            let text = self.banner.text.property::<String>("text");
+            let banner = Banner::build(
+                &self.core,
+                self.banner.rect,
+                scene.brand_color.argb(),
+                &text,
+            )?;
+            let old = std::mem::replace(&mut self.banner, banner);
+            self.core.detach(old.branch);
         }
         if previous
             .as_ref()
@@ -201,14 +172,16 @@ impl Stage {
         if let Some(old) = self.background_image.take() {
             self.core.detach(old);
         }
+        let color = match background {
+            Background::Color(color) => color.argb(),
+            Background::Image(_) => 0xFF00_0000,
+        };
+        let replacement = background_branch(&self.core, color)?;
+        let old = std::mem::replace(&mut self.background, replacement);
+        self.core.detach(old);
         match background {
-            Background::Color(color) => {
-                self.background
-                    .set_property("foreground-color", color.argb());
-            }
+            Background::Color(_) => {}
             Background::Image(image) => {
-                self.background
-                    .set_property("foreground-color", 0xFF00_0000u32);
                 let (width, height) = (self.core.profile.width(), self.core.profile.height());
                 let decoded = image::decode(image, width, height, "I420")?;
                 let bin = still_bin("background-image", decoded)?;
@@ -273,19 +246,76 @@ fn logo_size(image: Option<(u32, u32)>, frame_w: u32, frame_h: u32) -> (u32, u32
     (even(w as f64 * scale), even(h as f64 * scale))
 }
 
-/// A live solid colour at `width` x `height`, black until told otherwise.
-/// Returns the bin, the source (whose `foreground-color` sets the colour)
-/// and the last element, for the caller to extend or expose.
+impl Banner {
+    /// The bar in `argb` with `text` on it, attached hidden at `rect`.
+    fn build(core: &Core, rect: Rect, argb: u32, text: &str) -> Result<Self, CompositorError> {
+        let (bin, last) = solid_bin("banner", rect.width, rect.height, argb)?;
+        let overlay = gst::ElementFactory::make("textoverlay")
+            .property_from_str("valignment", "center")
+            .property_from_str("halignment", "left")
+            .property("xpad", rect.width / 32)
+            .property("auto-resize", false)
+            .property(
+                "font-desc",
+                format!("Sans Bold {}", (rect.height * 2 / 5).max(8)),
+            )
+            .property("text", text)
+            .build()?;
+        bin.add(&overlay)?;
+        last.link(&overlay)?;
+        ghost_src(&bin, &overlay)?;
+        let branch = core.attach(bin, &core.video_mixer)?;
+        place(&branch.pad, Some(rect), BANNER_Z, false, false);
+        Ok(Self {
+            branch,
+            text: overlay,
+            rect,
+        })
+    }
+}
+
+/// The full-frame background colour, attached.
+fn background_branch(core: &Core, argb: u32) -> Result<Branch, CompositorError> {
+    let (width, height) = (core.profile.width() as i32, core.profile.height() as i32);
+    let (bin, last) = solid_bin("background", width, height, argb)?;
+    ghost_src(&bin, &last)?;
+    let branch = core.attach(bin, &core.video_mixer)?;
+    place(
+        &branch.pad,
+        Some(Rect {
+            x: 0,
+            y: 0,
+            width,
+            height,
+        }),
+        BACKGROUND_Z,
+        true,
+        false,
+    );
+    Ok(branch)
+}
+
+/// A live solid colour `argb` at `width` x `height`. Returns the bin and its
+/// last element, for the caller to extend or expose.
+///
+/// The colour is fixed for the bin's life: videotestsrc in GStreamer 1.22
+/// keeps a rendered frame for solid patterns and frees it when
+/// `foreground-color` is set, without stopping its streaming thread, which
+/// may be copying from it at that moment (a crash under quick colour
+/// changes). A new colour is a new bin.
 fn solid_bin(
     prefix: &str,
     width: i32,
     height: i32,
-) -> Result<(gst::Bin, gst::Element, gst::Element), CompositorError> {
-    let bin = gst::Bin::with_name(prefix);
+    argb: u32,
+) -> Result<(gst::Bin, gst::Element), CompositorError> {
+    static SOLIDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SOLIDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let bin = gst::Bin::with_name(&format!("{prefix}-{n}"));
     let source = gst::ElementFactory::make("videotestsrc")
         .property("is-live", true)
         .property_from_str("pattern", "solid-color")
-        .property("foreground-color", 0xFF00_0000u32)
+        .property("foreground-color", argb)
         .build()?;
     let caps = gst::ElementFactory::make("capsfilter")
         .property(
@@ -300,7 +330,7 @@ fn solid_bin(
         .build()?;
     bin.add_many([&source, &caps])?;
     source.link(&caps)?;
-    Ok((bin, source, caps))
+    Ok((bin, caps))
 }
 
 /// Live silence in the program's format.
