@@ -39,6 +39,8 @@ struct TrackSlot {
     live: Option<LiveTrack>,
     /// The codec last refused, so that the warning is given once.
     refused: Option<UnsupportedCodec>,
+    /// The picture size last refused, likewise.
+    oversized: Option<(u32, u32)>,
     /// Frames dropped for want of a sequence header.
     unconfigured_frames: u64,
 }
@@ -48,6 +50,16 @@ struct LiveTrack {
     config: Arc<TrackConfig>,
 }
 
+/// The largest picture a source may send: 4K UHD, either way round, and no
+/// side beyond 4096. A decoder's memory grows with the picture; an encoder
+/// claiming 16K would cost the origin gigabytes for no studio's benefit.
+const MAX_SIDE: u32 = 4096;
+const MAX_PIXELS: u32 = 3840 * 2160;
+
+fn is_oversized(width: u32, height: u32) -> bool {
+    width > MAX_SIDE || height > MAX_SIDE || width.saturating_mul(height) > MAX_PIXELS
+}
+
 impl SourcePublisher {
     pub(crate) fn new(tracks: Tracks, grant: &SourceGrant) -> Result<Self, SourceError> {
         let slot = |track| -> Result<TrackSlot, SourceError> {
@@ -55,6 +67,7 @@ impl SourcePublisher {
                 name: TrackName::new(&grant.studio, &grant.source, track)?,
                 live: None,
                 refused: None,
+                oversized: None,
                 unconfigured_frames: 0,
             })
         };
@@ -72,7 +85,11 @@ impl SourcePublisher {
         match media.kind {
             MediaKind::Video => match flv::parse_video(&media.data) {
                 Ok(VideoTag::AvcSequenceHeader(config)) => {
-                    self.video.configure(&self.tracks, config);
+                    if is_oversized(config.width, config.height) {
+                        self.video.refuse_size(config.width, config.height);
+                    } else {
+                        self.video.configure(&self.tracks, config);
+                    }
                     Ok(())
                 }
                 Ok(VideoTag::AvcFrame(frame)) => self.video.write(
@@ -114,6 +131,7 @@ impl SourcePublisher {
 impl TrackSlot {
     fn configure(&mut self, tracks: &Tracks, config: TrackConfig) {
         self.refused = None;
+        self.oversized = None;
         match &mut self.live {
             Some(live) if *live.config == config => {}
             Some(live) => {
@@ -176,6 +194,18 @@ impl TrackSlot {
         live.producer
             .write(frame)
             .map_err(|_| SourceError::Superseded(self.name.clone()))
+    }
+
+    /// Ends the track on a picture larger than the studio takes; the other
+    /// track of the source goes on.
+    fn refuse_size(&mut self, width: u32, height: u32) {
+        if self.oversized != Some((width, height)) {
+            tracing::warn!(track = %self.name, width, height,
+                max_width = MAX_SIDE, max_height = MAX_SIDE, max_pixels = MAX_PIXELS,
+                "video larger than 4K refused; track refused");
+            self.oversized = Some((width, height));
+        }
+        self.live = None;
     }
 
     /// Ends the track on a codec the mesh cannot carry; the other track

@@ -229,6 +229,29 @@ async fn ffmpeg_mp3_audio_is_refused_video_goes_on() {
     assert_eq!(ingest.tracks.names(), [track("video")]);
 }
 
+#[tokio::test]
+async fn ffmpeg_video_beyond_4k_is_refused_audio_goes_on() {
+    let ingest = Ingest::start_default().await;
+    // 4112 pixels wide: past the 4096 a side a studio takes, and cheap to
+    // encode at 16 lines.
+    let inputs = [
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=4112x16:rate=15",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440",
+    ];
+    let _encoder = ffmpeg(&inputs, &av_options(), &ingest.url(KEY));
+
+    let mut audio = subscribe(&ingest.tracks, &track("audio")).await;
+    collect(&mut audio, 40).await;
+    assert_eq!(ingest.tracks.names(), [track("audio")]);
+}
+
 /// The encoder freezes with its connection open (SIGSTOP: no FIN, no
 /// bytes), and a second encoder publishes with the same key: it takes
 /// over at once, well before the idle timeout.

@@ -25,7 +25,24 @@ pub fn is_public(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let segments = v6.segments();
+            let embedded = |high: u16, low: u16| {
+                IpAddr::V4(std::net::Ipv4Addr::from(
+                    (u32::from(high) << 16) | u32::from(low),
+                ))
+            };
+            // IPv4 inside IPv6: the deprecated compatible form (::a.b.c.d),
+            // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) reach the IPv4
+            // address they carry, and are judged by it.
+            if segments[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified()
+                || segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+            {
+                return is_public(embedded(segments[6], segments[7]));
+            }
+            if segments[0] == 0x2002 {
+                return is_public(embedded(segments[1], segments[2]));
+            }
+            let first = segments[0];
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
@@ -58,6 +75,10 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::7f00:1",
+            "2002:7f00:1::",
+            "2002:a9fe:a9fe::1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }

@@ -3,10 +3,12 @@
 //! deadline for each request head, so that clients that connect and then
 //! trickle bytes (or send nothing) cannot hold the server's sockets.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -26,6 +28,9 @@ use tower::ServiceExt as _;
 pub struct Limits {
     /// Connections open at once; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Connections open at once from one IP address; more are closed as
+    /// soon as accepted, so that one client cannot take every slot.
+    pub max_connections_per_peer: usize,
     /// Time from the first byte of a request (or from the previous
     /// response on a kept-alive connection) to the end of its head.
     pub header_read_timeout: Duration,
@@ -37,8 +42,42 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 2048,
+            max_connections_per_peer: 128,
             header_read_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One connection counted against its peer's limit while it is open.
+struct PeerSlot {
+    peers: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl PeerSlot {
+    fn take(peers: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, max: usize) -> Option<Self> {
+        let mut open = peers.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(ip).or_insert(0);
+        if *count >= max.max(1) {
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            peers: peers.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
         }
     }
 }
@@ -60,6 +99,8 @@ pub async fn serve(
     let mut connections = JoinSet::new();
     let mut shutdown = pin!(shutdown);
     let mut at_capacity = false;
+    let peers: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let mut turned_away = 0u64;
     loop {
         // Reap finished connections as we go.
         while connections.try_join_next().is_some() {}
@@ -96,6 +137,19 @@ pub async fn serve(
                 }
             },
         };
+        let Some(peer_slot) = PeerSlot::take(&peers, peer.ip(), limits.max_connections_per_peer)
+        else {
+            drop(stream);
+            turned_away += 1;
+            if turned_away.is_power_of_two() {
+                tracing::warn!(
+                    max = limits.max_connections_per_peer,
+                    turned_away,
+                    "one peer reached its connection limit; closing its new connections"
+                );
+            }
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let service = router
             .clone()
@@ -107,6 +161,7 @@ pub async fn serve(
         let mut closed = closed.clone();
         connections.spawn(async move {
             let _permit = permit;
+            let _peer_slot = peer_slot;
             let service = TowerToHyperService::new(service);
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -1,8 +1,9 @@
-//! A JSON body extractor whose rejections are [`ApiError`]s, so a malformed
-//! body gets the same error shape as everything else.
+//! Extractors whose rejections are [`ApiError`]s, so that a malformed body,
+//! path or query gets the same error shape as everything else.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
@@ -33,4 +34,49 @@ fn json_error(rejection: JsonRejection) -> ApiError {
         _ => StatusCode::BAD_REQUEST,
     };
     ApiError::new(status, "invalid_json", rejection.body_text())
+}
+
+/// `Path<T>` with errors as JSON (`invalid_path`): a path segment that is
+/// not UTF-8, say.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
+            Err(rejection) => Err(ApiError::new(
+                rejection.status(),
+                "invalid_path",
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
+/// `Query<T>` with errors as JSON (`invalid_query`): a repeated field, say.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(ApiError::new(
+                rejection.status(),
+                "invalid_query",
+                rejection.body_text(),
+            )),
+        }
+    }
 }

@@ -11,7 +11,8 @@ pub mod id;
 pub mod json;
 pub mod secret;
 pub mod storage;
+pub mod text;
 
 pub use auth::{AccessClaims, NodeAuth, NodeToken, TokenKeys, UserAuth, WeakSecret};
 pub use error::ApiError;
-pub use json::ApiJson;
+pub use json::{ApiJson, ApiPath, ApiQuery};

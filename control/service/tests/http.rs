@@ -130,3 +130,19 @@ async fn stopping_lets_a_request_in_progress_finish() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+async fn one_peer_cannot_take_every_slot() {
+    let limits = Limits {
+        max_connections: 8,
+        max_connections_per_peer: 2,
+        header_read_timeout: Duration::from_secs(30),
+        ..Limits::default()
+    };
+    let (addr, stop) = start(limits).await;
+    let _first = TcpStream::connect(addr).await.unwrap();
+    let _second = TcpStream::connect(addr).await.unwrap();
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    assert!(closed_within(&mut third, Duration::from_secs(2)).await);
+    stop.cancel();
+}

@@ -1,10 +1,10 @@
 //! HTTP handlers of the studio service.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use buildstream_service::{secret, ApiError, ApiJson, NodeAuth, UserAuth};
+use buildstream_service::{secret, text, ApiError, ApiJson, ApiPath, ApiQuery, NodeAuth, UserAuth};
 use serde::{Deserialize, Serialize};
 
 use crate::nodes::{NodeInfo, Role};
@@ -147,7 +147,7 @@ fn limit_reached(what: &str, max: i64) -> ApiError {
 /// of printable text.
 fn check_name(field: &str, name: &str, max: usize) -> Result<String, ApiError> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > max || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().count() > max || name.chars().any(text::is_unprintable) {
         return Err(ApiError::invalid(
             "invalid_name",
             format!("{field} must be 1-{max} printable characters on one line"),
@@ -160,7 +160,7 @@ fn check_name(field: &str, name: &str, max: usize) -> Result<String, ApiError> {
 fn check_description(description: &str) -> Result<String, ApiError> {
     let unprintable = description
         .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'));
+        .any(|c| text::is_unprintable(c) && !matches!(c, '\n' | '\r' | '\t'));
     if description.chars().count() > 2000 || unprintable {
         return Err(ApiError::invalid(
             "invalid_description",
@@ -206,7 +206,7 @@ struct StudioFilter {
 async fn list_studios(
     State(service): State<StudioService>,
     auth: UserAuth,
-    Query(filter): Query<StudioFilter>,
+    ApiQuery(filter): ApiQuery<StudioFilter>,
 ) -> Result<Json<Vec<StudioView>>, ApiError> {
     let needle = filter.q.map(|q| q.to_lowercase());
     let live = service.store.live_studios_of(&auth.user_id).await?;
@@ -231,7 +231,7 @@ async fn list_studios(
 async fn read_studio(
     State(service): State<StudioService>,
     auth: UserAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<StudioView>, ApiError> {
     let row = service.store.owned_studio(&auth.user_id, &id).await?;
     let live = service.store.broadcast(&id).await?.is_some();
@@ -241,7 +241,7 @@ async fn read_studio(
 async fn update_studio(
     State(service): State<StudioService>,
     auth: UserAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateStudio>,
 ) -> Result<Json<StudioView>, ApiError> {
     let mut row = service.store.owned_studio(&auth.user_id, &id).await?;
@@ -272,7 +272,7 @@ async fn update_studio(
 async fn delete_studio(
     State(service): State<StudioService>,
     auth: UserAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     service.store.owned_studio(&auth.user_id, &id).await?;
     if let Some(broadcast) = service.store.broadcast(&id).await? {
@@ -345,7 +345,7 @@ fn source_view(service: &StudioService, row: SourceRow, key: Option<String>) -> 
 async fn create_source(
     State(service): State<StudioService>,
     auth: UserAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<CreateSource>,
 ) -> Result<(StatusCode, Json<SourceView>), ApiError> {
     service.store.owned_studio(&auth.user_id, &id).await?;
@@ -380,7 +380,7 @@ async fn create_source(
 async fn list_sources(
     State(service): State<StudioService>,
     auth: UserAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Vec<SourceView>>, ApiError> {
     service.store.owned_studio(&auth.user_id, &id).await?;
     let rows = service.store.sources_of(&id).await?;
@@ -394,7 +394,7 @@ async fn list_sources(
 async fn rotate_source_key(
     State(service): State<StudioService>,
     auth: UserAuth,
-    Path((id, source)): Path<(String, String)>,
+    ApiPath((id, source)): ApiPath<(String, String)>,
 ) -> Result<Json<SourceView>, ApiError> {
     service.store.owned_studio(&auth.user_id, &id).await?;
     let key = secret::generate(STREAM_KEY_PREFIX);
@@ -418,7 +418,7 @@ async fn rotate_source_key(
 async fn delete_source(
     State(service): State<StudioService>,
     auth: UserAuth,
-    Path((id, source)): Path<(String, String)>,
+    ApiPath((id, source)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let mut studio = service.store.owned_studio(&auth.user_id, &id).await?;
     if !service.store.delete_source(&id, &source).await? {
@@ -516,6 +516,14 @@ fn check_destination_url(platform: &str, url: &str, allow_private: bool) -> Resu
             let name = name.trim_end_matches('.').to_ascii_lowercase();
             match name.parse::<std::net::IpAddr>() {
                 Ok(ip) => !buildstream_mesh::net::is_public(ip),
+                // No top-level domain is numeric: `127.1`, `2130706433` or
+                // `0x7f000001` are IPv4 addresses in shorthand, which lookups
+                // accept and this check could not see through.
+                Err(_) if looks_numeric(&name) => {
+                    return Err(invalid(
+                        "write IPv4 addresses as four decimal numbers, as in 203.0.113.7",
+                    ))
+                }
                 Err(_) => name == "localhost" || name.ends_with(".localhost"),
             }
         }
@@ -531,10 +539,20 @@ fn check_destination_url(platform: &str, url: &str, allow_private: bool) -> Resu
     Ok(())
 }
 
+/// Whether a host's last label is a number (decimal, octal or hex).
+fn looks_numeric(host: &str) -> bool {
+    let last = host.rsplit('.').next().unwrap_or(host);
+    !last.is_empty()
+        && (last.bytes().all(|b| b.is_ascii_digit())
+            || last
+                .strip_prefix("0x")
+                .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit())))
+}
+
 async fn create_destination(
     State(service): State<StudioService>,
     auth: UserAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<CreateDestination>,
 ) -> Result<(StatusCode, Json<DestinationView>), ApiError> {
     service.store.owned_studio(&auth.user_id, &id).await?;
@@ -584,7 +602,7 @@ async fn create_destination(
 async fn list_destinations(
     State(service): State<StudioService>,
     auth: UserAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Vec<DestinationView>>, ApiError> {
     service.store.owned_studio(&auth.user_id, &id).await?;
     let rows = service.store.destinations_of(&id).await?;
@@ -594,7 +612,7 @@ async fn list_destinations(
 async fn delete_destination(
     State(service): State<StudioService>,
     auth: UserAuth,
-    Path((id, dest)): Path<(String, String)>,
+    ApiPath((id, dest)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     service.store.owned_studio(&auth.user_id, &id).await?;
     if !service.store.delete_destination(&id, &dest).await? {
@@ -618,7 +636,7 @@ async fn delete_destination(
 async fn read_scene(
     State(service): State<StudioService>,
     auth: UserAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Scene>, ApiError> {
     let studio = service.store.owned_studio(&auth.user_id, &id).await?;
     Ok(Json(studio.scene()))
@@ -627,7 +645,7 @@ async fn read_scene(
 async fn put_scene(
     State(service): State<StudioService>,
     auth: UserAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(scene): ApiJson<Scene>,
 ) -> Result<Json<Scene>, ApiError> {
     let mut studio = service.store.owned_studio(&auth.user_id, &id).await?;
@@ -687,7 +705,7 @@ struct DestinationStatusView {
 async fn start_broadcast(
     State(service): State<StudioService>,
     auth: UserAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<BroadcastView>), ApiError> {
     let studio = service.store.owned_studio(&auth.user_id, &id).await?;
     let destinations = service.store.destinations_of(&id).await?;
@@ -751,7 +769,7 @@ async fn start_broadcast(
 async fn read_broadcast(
     State(service): State<StudioService>,
     auth: UserAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<BroadcastView>, ApiError> {
     service.store.owned_studio(&auth.user_id, &id).await?;
     let Some(broadcast) = service.store.broadcast(&id).await? else {
@@ -805,7 +823,7 @@ async fn read_broadcast(
 async fn stop_broadcast(
     State(service): State<StudioService>,
     auth: UserAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     service.store.owned_studio(&auth.user_id, &id).await?;
     let Some(broadcast) = service.store.broadcast(&id).await? else {
@@ -872,7 +890,7 @@ async fn authorize_ingest(
 async fn node_heartbeat(
     State(service): State<StudioService>,
     _node: NodeAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(info): ApiJson<NodeInfo>,
 ) -> Result<Json<HeartbeatAnswer>, ApiError> {
     if info.id != id {
@@ -908,7 +926,7 @@ struct NodeFilter {
 async fn list_nodes(
     State(service): State<StudioService>,
     _node: NodeAuth,
-    Query(filter): Query<NodeFilter>,
+    ApiQuery(filter): ApiQuery<NodeFilter>,
 ) -> Json<Vec<NodeInfo>> {
     Json(service.nodes.live(filter.role))
 }

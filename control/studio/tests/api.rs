@@ -135,7 +135,12 @@ async fn studio_crud_with_defaults() {
     assert_eq!(body["error"]["code"], "invalid_output");
 
     // Names are one line of printable text.
-    for name in ["Evening\u{0}Show", "Evening\u{1b}[31mShow", "Evening\nShow"] {
+    for name in [
+        "Evening\u{0}Show",
+        "Evening\u{1b}[31mShow",
+        "Evening\nShow",
+        "\u{202e}evil\u{200b}",
+    ] {
         let (status, body) = h
             .call(
                 "PATCH",
@@ -426,6 +431,11 @@ async fn destinations_are_validated_and_keys_hidden() {
         json!({"platform": "custom", "url": "rtmp://169.254.169.254/live", "stream_key": "k"}),
         json!({"platform": "custom", "url": "rtmp://[::1]/live", "stream_key": "k"}),
         json!({"platform": "custom", "url": "rtmps://LOCALHOST./live", "stream_key": "k"}),
+        json!({"platform": "custom", "url": "rtmp://127.1/live", "stream_key": "k"}),
+        json!({"platform": "custom", "url": "rtmp://2130706433/live", "stream_key": "k"}),
+        json!({"platform": "custom", "url": "rtmp://0x7f000001/live", "stream_key": "k"}),
+        json!({"platform": "custom", "url": "rtmp://[::127.0.0.1]/live", "stream_key": "k"}),
+        json!({"platform": "custom", "url": "rtmp://[64:ff9b::7f00:1]/live", "stream_key": "k"}),
     ] {
         let (status, body) = h.call("POST", &uri, bad.clone(), Some(&alice)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
@@ -584,4 +594,19 @@ async fn an_account_has_bounded_studios_sources_and_destinations() {
     let (status, body) = add("/api/v1/studios".to_owned(), json!({"name": "one more"})).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["error"]["code"], "limit_reached");
+}
+
+#[tokio::test]
+async fn malformed_paths_and_queries_get_json_errors() {
+    let h = Harness::new().await;
+    let alice = h.token("u_alice");
+    for (uri, code) in [
+        ("/api/v1/studios?q=a&q=b", "invalid_query"),
+        ("/api/v1/studios/%ff", "invalid_path"),
+        ("/api/v1/studios/%ff%fe/sources", "invalid_path"),
+    ] {
+        let (status, body) = h.call("GET", uri, Value::Null, Some(&alice)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert_eq!(body["error"]["code"], code, "{uri}: {body}");
+    }
 }

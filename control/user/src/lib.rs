@@ -136,7 +136,9 @@ async fn register(
     let display_name = body.display_name.trim();
     if display_name.is_empty()
         || display_name.chars().count() > 64
-        || display_name.chars().any(char::is_control)
+        || display_name
+            .chars()
+            .any(buildstream_service::text::is_unprintable)
     {
         return Err(ApiError::invalid(
             "invalid_display_name",
