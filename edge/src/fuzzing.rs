@@ -5,68 +5,11 @@
 //! the wrapped code.
 
 use buildstream_mesh::Tracks;
-use bytes::Bytes;
-use rml_rtmp::rml_amf0::Amf0Value;
 
 use crate::authority::SourceGrant;
 use crate::session;
 use crate::session::{Refusal, SessionEvent};
 use crate::source::SourcePublisher;
-use buildstream_rtmp::{amf, chunk};
-
-/// How deep [`decode_amf`] lets objects and arrays nest.
-pub const AMF_MAX_DEPTH: usize = amf::MAX_DEPTH;
-
-/// Decodes a sequence of AMF0 values as commands and metadata are decoded.
-pub fn decode_amf(bytes: &[u8]) -> Result<Vec<Amf0Value>, String> {
-    amf::decode(bytes).map_err(|error| error.to_string())
-}
-
-/// One message reassembled by a [`ChunkReader`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    /// Milliseconds on the peer's clock.
-    pub timestamp: u32,
-    /// RTMP message type id.
-    pub type_id: u8,
-    /// Message stream id.
-    pub stream_id: u32,
-    /// The reassembled payload.
-    pub payload: Bytes,
-}
-
-/// The reader that reassembles inbound RTMP chunks into messages.
-pub struct ChunkReader(chunk::ChunkReader);
-
-impl Default for ChunkReader {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ChunkReader {
-    /// A reader at the start of a chunk stream (chunk size 128).
-    pub fn new() -> Self {
-        Self(chunk::ChunkReader::new())
-    }
-
-    /// Appends received bytes.
-    pub fn push(&mut self, bytes: &[u8]) {
-        self.0.push(bytes);
-    }
-
-    /// The next complete message, `Ok(None)` until more input arrives, or
-    /// why the stream cannot be read any further.
-    pub fn next_message(&mut self) -> Result<Option<Message>, String> {
-        let message = self.0.next_message().map_err(|error| error.to_string())?;
-        Ok(message.map(|message| Message {
-            timestamp: message.timestamp,
-            type_id: message.type_id,
-            stream_id: message.stream_id,
-            payload: message.payload,
-        }))
-    }
-}
 
 /// One RTMP connection's protocol state as the ingest drives it: the
 /// session, and the tracks an accepted publish feeds.

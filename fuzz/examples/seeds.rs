@@ -21,11 +21,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use buildstream_edge::flv::{self, AudioTag, VideoTag};
-use buildstream_edge::fuzzing::{ChunkReader, Ingest, Message};
+use buildstream_edge::fuzzing::Ingest;
 use buildstream_fuzz::{write_record, HANDSHAKE_LEN};
 use buildstream_mesh::object::{encode, TrackEncoder};
 use buildstream_mesh::{Frame, TrackConfig};
 use buildstream_origin::rtmp::{ProgramInfo, PublishTarget, Publisher};
+use buildstream_rtmp::chunk::{ChunkReader, Message};
 
 const AUDIO: u8 = 8;
 const VIDEO: u8 = 9;

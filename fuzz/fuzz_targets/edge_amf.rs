@@ -1,4 +1,4 @@
-//! The edge's bounded AMF0 decoding (edge/src/amf.rs): a depth check in
+//! The bounded AMF0 decoding (rtmp/src/amf.rs): a depth check in
 //! front of rml_amf0, whose recursion a nested command could otherwise
 //! drive into a stack overflow.
 //!
@@ -10,17 +10,17 @@
 
 use std::io::Cursor;
 
-use buildstream_edge::fuzzing::{decode_amf, AMF_MAX_DEPTH};
+use buildstream_rtmp::amf::{decode, MAX_DEPTH as AMF_MAX_DEPTH};
 use libfuzzer_sys::fuzz_target;
 use rml_rtmp::rml_amf0::{self, Amf0Value};
 
 fuzz_target!(|data: &[u8]| {
-    match decode_amf(data) {
+    match decode(data) {
         Ok(values) => {
             let depth = values.iter().map(depth).max().unwrap_or(0);
             assert!(depth <= AMF_MAX_DEPTH, "decoded values nest {depth} deep");
         }
-        Err(error) if error.contains("deeper") => {
+        Err(buildstream_rtmp::amf::AmfError::TooDeep) => {
             // Decode without the check, on a stack deep enough for any
             // input the fuzzer makes, to see whether the refusal was right.
             let bytes = data.to_vec();

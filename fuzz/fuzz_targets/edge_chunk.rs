@@ -1,4 +1,5 @@
-//! The edge's RTMP chunk reader (edge/src/chunk.rs) on arbitrary bytes.
+//! The RTMP chunk reader (rtmp/src/chunk.rs), which the edge's ingest and
+//! the origin's publisher read peers with, on arbitrary bytes.
 //!
 //! Besides not panicking, the reader must give the same messages (and the
 //! same error at the same point) however the input is split, since TCP may
@@ -7,8 +8,8 @@
 
 #![no_main]
 
-use buildstream_edge::fuzzing::{ChunkReader, Message};
 use buildstream_fuzz::pieces;
+use buildstream_rtmp::chunk::{ChunkReader, Message};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -44,7 +45,7 @@ fn read_all<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> (Vec<Message>, Op
             match reader.next_message() {
                 Ok(Some(message)) => messages.push(message),
                 Ok(None) => break,
-                Err(error) => return (messages, Some(error)),
+                Err(error) => return (messages, Some(error.to_string())),
             }
         }
     }
