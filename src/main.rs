@@ -88,10 +88,11 @@ async fn shutdown_on_signal(cancel: CancellationToken) {
     cancel.cancel();
 }
 
-/// `info`, except that moq-transport warns every time it builds a "not
-/// found" error, which an origin asking for a source not yet live does twice
-/// a second.
-const DEFAULT_LOG: &str = "info,moq_transport::serve::error=error";
+/// `info`, except for moq-transport, which logs at warning and error level
+/// every error value it builds and every stream reset, including those of
+/// ordinary events (a source not live yet, one leaving the stage, a stop);
+/// the mesh code logs what matters of them itself.
+const DEFAULT_LOG: &str = "info,moq_transport=error,moq_transport::serve::error=off";
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BUILDSTREAM_LOG")

@@ -371,12 +371,15 @@ impl Publisher {
     fn handle_command(&mut self, body: &[u8]) -> Result<Option<PublisherEvent>, RtmpError> {
         let values = amf::decode(body).map_err(|e| RtmpError::Session(e.to_string()))?;
         let mut values = values.into_iter();
-        let (Some(Amf0Value::Utf8String(name)), Some(Amf0Value::Number(transaction))) =
-            (values.next(), values.next())
+        let (Some(Amf0Value::Utf8String(name)), transaction) = (values.next(), values.next())
         else {
-            return Err(RtmpError::Session(
-                "a command without a name and transaction id".to_owned(),
-            ));
+            tracing::debug!("rtmp command without a name ignored");
+            return Ok(None);
+        };
+        // Some servers leave the transaction id out of notifications.
+        let transaction = match transaction {
+            Some(Amf0Value::Number(transaction)) => transaction,
+            _ => 0.0,
         };
         // The command object, then the arguments.
         let arguments: Vec<Amf0Value> = values.skip(1).collect();
@@ -830,17 +833,21 @@ mod tests {
     /// A server's malformed reply ends the connection with an error (rml_rtmp's
     /// client session, used before, panicked on it).
     #[test]
-    fn a_malformed_server_command_is_an_error_not_a_panic() {
+    fn malformed_server_commands_neither_panic_nor_stop_the_stream() {
         let mut publisher = Publisher::new(target(), info()).unwrap();
         let mut server = Server::new();
         pump(&mut publisher, &mut server).unwrap();
         assert!(publisher.is_publishing());
         // Chunk stream 3, type 0 header: AMF0 command (0x14) of 4 bytes on
-        // stream 0 holding only the string "x".
+        // stream 0 holding only the string "x": an unknown notification.
         let reply = [
             0x03, 0, 0, 0, 0, 0, 4, 0x14, 0, 0, 0, 0, 0x02, 0x00, 0x01, b'x',
         ];
-        let error = publisher.receive(&reply).unwrap_err();
+        assert_eq!(publisher.receive(&reply), Ok(Vec::new()));
+        assert!(publisher.is_publishing());
+        // A control message that breaks the chunk stream is an error for
+        // the connection: a chunk size of zero.
+        let error = publisher.receive(&chunk(1, 0, &[0, 0, 0, 0])).unwrap_err();
         assert!(matches!(error, RtmpError::Session(_)), "{error:?}");
         assert!(!publisher.is_publishing());
     }
@@ -955,6 +962,17 @@ mod tests {
             publisher.receive(&chunk(20, 0, &body)).unwrap_err(),
             RtmpError::Rejected("NetConnection.Call.Failed".into())
         );
+    }
+
+    #[test]
+    fn notifications_without_a_transaction_id_are_tolerated() {
+        let mut publisher = connecting();
+        let notice = [Amf0Value::Utf8String("onFCPublish".into()), Amf0Value::Null];
+        let body = rml_rtmp::rml_amf0::serialize(&notice.to_vec()).unwrap();
+        assert_eq!(publisher.receive(&chunk(20, 0, &body)), Ok(Vec::new()));
+        // Not even a name: ignored as well.
+        let body = rml_rtmp::rml_amf0::serialize(&vec![Amf0Value::Number(3.0)]).unwrap();
+        assert_eq!(publisher.receive(&chunk(20, 0, &body)), Ok(Vec::new()));
     }
 
     #[test]

@@ -136,8 +136,11 @@ async fn split_program_reaches_nginx_with_both_sources_side_by_side() {
     );
     assert!(probe.duration >= 6.0, "{probe:?}");
     // Both sources' tones are in the mix.
+    // Silence measures about -91 dB and the two tones about -21 dB; a loaded
+    // machine may drop some late audio, which still leaves the mix far above
+    // silence.
     let volume = mean_volume_db(&nginx.recording("split")).await;
-    assert!(volume > -40.0, "program audio is silent: {volume} dB");
+    assert!(volume > -60.0, "program audio is silent: {volume} dB");
 
     broadcasts.stop(&studio).await.expect("stop");
     red.stop().await;

@@ -464,8 +464,11 @@ struct DestinationView {
 }
 
 fn destination_view(row: DestinationRow) -> DestinationView {
+    // The last four characters tell keys apart; a key of eight or fewer
+    // would give away too much of itself, so it shows none.
     let chars: Vec<char> = row.stream_key.chars().collect();
-    let tail: String = chars[chars.len().saturating_sub(4)..].iter().collect();
+    let shown = if chars.len() > 8 { 4 } else { 0 };
+    let tail: String = chars[chars.len() - shown..].iter().collect();
     DestinationView {
         id: row.id,
         platform: row.platform,
