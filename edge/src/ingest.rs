@@ -299,7 +299,7 @@ impl<A: KeyAuthority> Connection<A> {
         if let Some(publishing) = self.publishing.take() {
             self.unregister(&publishing.grant);
         }
-        if matches!(end, End::Refused) {
+        if matches!(end, End::Refused | End::KeyRevoked) {
             self.linger().await;
         }
         tracing::info!(reason = %end, "connection closed");
@@ -336,6 +336,11 @@ impl<A: KeyAuthority> Connection<A> {
                     recheck = None;
                     next_check = tokio::time::Instant::now() + interval;
                     if let Err(end) = self.judge_recheck(verdict) {
+                        // Tell the encoder why before closing; a refusal
+                        // the flush cannot deliver changes nothing.
+                        if self.session.revoke_publish().is_ok() {
+                            let _ = self.flush().await;
+                        }
                         return end;
                     }
                     continue;

@@ -110,6 +110,8 @@ pub(crate) enum Refusal {
     AlreadyPublishing,
     /// Publishing on a stream id that `createStream` never returned.
     UnknownStream,
+    /// The key was rotated or its source deleted while publishing.
+    Revoked,
 }
 
 impl Refusal {
@@ -128,6 +130,10 @@ impl Refusal {
             Refusal::UnknownStream => (
                 "NetStream.Publish.BadName",
                 "Publish on a stream that was not created.",
+            ),
+            Refusal::Revoked => (
+                "NetStream.Publish.BadName",
+                "Stream key no longer valid (rotated, or the source was deleted).",
             ),
         }
     }
@@ -261,6 +267,15 @@ impl Session {
         let status = status_object("status", "NetStream.Publish.Start", "Publishing.");
         self.send(on_status(status), stream_id)?;
         Ok(true)
+    }
+
+    /// Ends the live publish because its key no longer holds: the peer is
+    /// told why, and the session then closes.
+    pub(crate) fn revoke_publish(&mut self) -> Result<(), SessionError> {
+        match self.publish {
+            Publish::Live { stream_id } => self.refuse(stream_id, Refusal::Revoked),
+            _ => Ok(()),
+        }
     }
 
     /// Refuses the requested publish; the session then closes.

@@ -493,9 +493,26 @@ async fn a_key_revoked_while_live_ends_the_publish_and_an_outage_does_not() {
     }
     assert!(!client.closed_within(Duration::from_millis(100)).await);
 
-    // The key is rotated (or the source deleted): the publisher goes, well
-    // before the idle timeout could have closed it.
+    // The key is rotated (or the source deleted): the publisher is told why
+    // and goes, well before the idle timeout could have closed it.
     ingest.keys.remove(KEY);
+    let told = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(reply) = client.read_reply().await {
+            if reply.command() == Some("onStatus") {
+                return Some(reply);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .expect("an onStatus before the close");
+    assert!(
+        format!("{:?}", told.values).contains("no longer valid"),
+        "{:?}",
+        told.values
+    );
     assert!(
         client.closed_within(Duration::from_secs(3)).await,
         "publisher with a revoked key kept"
