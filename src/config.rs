@@ -254,12 +254,13 @@ impl Settings {
         })
     }
 
-    /// The URL encoders publish to at this edge.
-    pub fn edge_ingest_url(&self) -> String {
+    /// The URL encoders publish to at this edge, whose ingest listens on
+    /// `bound` (the configured address, or the one the OS gave for port 0).
+    pub fn edge_ingest_url(&self, bound: SocketAddr) -> String {
         self.edge
             .public_ingest_url
             .clone()
-            .unwrap_or_else(|| format!("rtmp://{}/live", self.edge.rtmp_listen))
+            .unwrap_or_else(|| format!("rtmp://{bound}/live"))
     }
 }
 

@@ -53,6 +53,16 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+/// Whether a host, as written in a URL, is an internal address or a name
+/// for this machine (`localhost`, `*.localhost`), without looking it up.
+pub fn is_local_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    match host.parse::<IpAddr>() {
+        Ok(ip) => !is_public(ip),
+        Err(_) => host == "localhost" || host.ends_with(".localhost"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +100,19 @@ mod tests {
         ] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    #[test]
+    fn local_hosts_are_recognised_by_name_or_address() {
+        for host in [
+            "localhost",
+            "LOCALHOST.",
+            "studio.localhost",
+            "127.0.0.1",
+            "::1",
+        ] {
+            assert!(is_local_host(host), "{host}");
+        }
+        assert!(!is_local_host("a.rtmp.youtube.com"));
     }
 }

@@ -18,7 +18,7 @@ pub async fn run(
     let control_url = format!("http://{}", settings.control.listen);
     settings.edge.control_url.clone_from(&control_url);
     settings.origin.control_url = control_url;
-    settings.control.default_ingest_url = settings.edge_ingest_url();
+    settings.control.default_ingest_url = settings.edge_ingest_url(settings.edge.rtmp_listen);
     // A studio on this machine streams wherever its user points it.
     settings.allow_private_destinations.get_or_insert(true);
 

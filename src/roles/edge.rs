@@ -72,11 +72,7 @@ pub async fn run(
         api_url: String::new(),
         mesh_addr,
         fingerprint: identity.fingerprint().to_string(),
-        ingest_url: settings
-            .edge
-            .public_ingest_url
-            .clone()
-            .unwrap_or_else(|| format!("rtmp://{}/live", ingest.local_addr())),
+        ingest_url: settings.edge_ingest_url(ingest.local_addr()),
     };
     tracing::info!(node = %info.id, mesh = %info.mesh_addr, ingest = %info.ingest_url, "edge started");
     let heartbeat = tokio::spawn(control.heartbeat(info, None, cancel.clone()));

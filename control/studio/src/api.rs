@@ -516,19 +516,15 @@ fn check_destination_url(platform: &str, url: &str, allow_private: bool) -> Resu
         // `rtmp` is not a scheme the URL standard knows, so its hosts stay
         // unparsed text, IPv4 addresses included.
         Some(url::Host::Domain(name)) => {
-            let name = name.trim_end_matches('.').to_ascii_lowercase();
-            match name.parse::<std::net::IpAddr>() {
-                Ok(ip) => !buildstream_mesh::net::is_public(ip),
-                // No top-level domain is numeric: `127.1`, `2130706433` or
-                // `0x7f000001` are IPv4 addresses in shorthand, which lookups
-                // accept and this check could not see through.
-                Err(_) if looks_numeric(&name) => {
-                    return Err(invalid(
-                        "write IPv4 addresses as four decimal numbers, as in 203.0.113.7",
-                    ))
-                }
-                Err(_) => name == "localhost" || name.ends_with(".localhost"),
+            // No top-level domain is numeric: `127.1`, `2130706433` or
+            // `0x7f000001` are IPv4 addresses in shorthand, which lookups
+            // accept and this check could not see through.
+            if name.parse::<std::net::IpAddr>().is_err() && looks_numeric(name) {
+                return Err(invalid(
+                    "write IPv4 addresses as four decimal numbers, as in 203.0.113.7",
+                ));
             }
+            buildstream_mesh::net::is_local_host(name)
         }
         Some(url::Host::Ipv4(ip)) => !buildstream_mesh::net::is_public(ip.into()),
         Some(url::Host::Ipv6(ip)) => !buildstream_mesh::net::is_public(ip.into()),

@@ -45,7 +45,7 @@ pub(crate) const BRANCH_PREFIX: &str = "input-";
 /// names, and a rebuilt branch must not collide with the one it replaces.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", GENERATION.fetch_add(1, Ordering::Relaxed))
 }
 

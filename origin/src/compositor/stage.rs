@@ -10,7 +10,7 @@ use gstreamer_video as gst_video;
 
 use super::image;
 use super::output::{LogoSlot, Output};
-use super::slot::{ghost_src, place, Slot};
+use super::slot::{ghost_src, place, unique, Slot};
 use super::{lock, Branch, CompositorError, Core, AUDIO_CHANNELS, AUDIO_RATE};
 use crate::layout::{arrange, Rect};
 use crate::scene::{Background, Image, Scene};
@@ -309,9 +309,7 @@ fn solid_bin(
     height: i32,
     argb: u32,
 ) -> Result<(gst::Bin, gst::Element), CompositorError> {
-    static SOLIDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = SOLIDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let bin = gst::Bin::with_name(&format!("{prefix}-{n}"));
+    let bin = gst::Bin::with_name(&unique(prefix));
     let source = gst::ElementFactory::make("videotestsrc")
         .property("is-live", true)
         .property_from_str("pattern", "solid-color")
@@ -357,9 +355,7 @@ fn silence_bin() -> Result<gst::Bin, CompositorError> {
 
 /// A decoded still image repeated live.
 fn still_bin(prefix: &str, decoded: image::Decoded) -> Result<gst::Bin, CompositorError> {
-    static STILLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = STILLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let bin = gst::Bin::with_name(&format!("{prefix}-{n}"));
+    let bin = gst::Bin::with_name(&unique(prefix));
     let source = gst_app::AppSrc::builder()
         .caps(&decoded.caps)
         .format(gst::Format::Time)

@@ -11,11 +11,10 @@ mod tls;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use buildstream_mesh::net::is_public;
+use buildstream_mesh::net::is_local_host;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -67,16 +66,6 @@ pub enum DestinationError {
     /// address, which this origin is configured not to send to.
     #[error("destination host is a private or local address")]
     PrivateAddress,
-}
-
-/// Whether a URL's host names this machine or an internal address without
-/// looking it up.
-fn is_local_host(host: &str) -> bool {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    match host.parse::<IpAddr>() {
-        Ok(ip) => !is_public(ip),
-        Err(_) => host == "localhost" || host.ends_with(".localhost"),
-    }
 }
 
 /// A destination's id within its broadcast.
@@ -496,20 +485,6 @@ impl DestinationStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn local_hosts_are_recognised_by_name_or_address() {
-        for host in [
-            "localhost",
-            "LOCALHOST.",
-            "studio.localhost",
-            "127.0.0.1",
-            "::1",
-        ] {
-            assert!(is_local_host(host), "{host}");
-        }
-        assert!(!is_local_host("a.rtmp.youtube.com"));
-    }
 
     #[test]
     fn private_destinations_are_refused_unless_allowed() {

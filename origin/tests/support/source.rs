@@ -33,14 +33,7 @@ impl TestSource {
     /// Starts publishing `studio/{studio}/{source}` in `color` (an ffmpeg
     /// colour name such as `red` or `0x0000ff`).
     pub fn start(tracks: &Tracks, studio: &str, source: &str, color: &str) -> Self {
-        Self::spawn(
-            tracks,
-            studio,
-            source,
-            &format!("color=c={color}"),
-            (WIDTH, HEIGHT),
-            keep,
-        )
+        Self::start_restamped(tracks, studio, source, color, keep)
     }
 
     /// Like [`TestSource::start`], at another frame size.
