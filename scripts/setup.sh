@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages BuildStream needs to build, run and test:
 # GStreamer with the plugins the origin uses, ffmpeg/ffprobe for tests,
-# nginx with the RTMP module as a local destination. Idempotent: packages
-# already present are skipped.
+# nginx with the RTMP module as a local destination, Chromium for the browser
+# tests, Node.js for the web app; then the web app's npm packages.
+# Idempotent: what is already present is skipped.
 set -euo pipefail
 
 DEBIAN_PACKAGES=(
@@ -25,7 +26,12 @@ DEBIAN_PACKAGES=(
   curl
   jq
   fonts-dejavu-core
+  chromium
 )
+# Node.js 18+ builds the web app; a newer one already installed is kept.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  DEBIAN_PACKAGES+=(nodejs npm)
+fi
 
 missing_debian_packages() {
   for pkg in "${DEBIAN_PACKAGES[@]}"; do
@@ -51,6 +57,7 @@ setup: this is not Debian/Ubuntu; install these yourself, then run make again:
   - GStreamer 1.22+ development files with plugins base, good, bad, ugly and libav
   - ffmpeg (ffprobe is used by the tests)
   - nginx with the RTMP module (only for the tests' local destinations)
+  - Chromium (only for the browser tests) and Node.js 18+ with npm
 MSG
   command -v pkg-config >/dev/null && pkg-config --exists gstreamer-1.0 || exit 1
 fi
@@ -58,4 +65,15 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust from https://rustup.rs" >&2
   exit 1
+fi
+
+# The web app's packages, from its lock file; reinstalled when the lock file
+# is newer than what was installed.
+WEB_DIR="$(dirname "$0")/../web"
+if [ -f "$WEB_DIR/package-lock.json" ]; then
+  stamp="$WEB_DIR/node_modules/.package-lock.json"
+  if [ ! -f "$stamp" ] || [ "$WEB_DIR/package-lock.json" -nt "$stamp" ]; then
+    echo "setup: installing the web app's npm packages"
+    (cd "$WEB_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
 fi

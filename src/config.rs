@@ -2,7 +2,7 @@
 //! variables, overridden by command-line flags. Every field has a default
 //! that suits `buildstream dev` on one machine.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -44,6 +44,8 @@ pub struct ControlSettings {
     pub listen: SocketAddr,
     /// Ingest URL handed to sources when no edge has registered.
     pub default_ingest_url: String,
+    /// Edge HTTP base (WHIP, WebRTC) handed out when no edge has registered.
+    pub default_edge_http_url: String,
 }
 
 /// `[edge]`
@@ -60,6 +62,18 @@ pub struct EdgeSettings {
     pub mesh_public: Option<String>,
     /// Ingest URL encoders are told to use; derived from `rtmp_listen` when unset.
     pub public_ingest_url: Option<String>,
+    /// HTTP address for WHIP and WebRTC signaling.
+    pub http_listen: SocketAddr,
+    /// Base URL clients reach `http_listen` at; derived from it when unset.
+    pub public_http_url: Option<String>,
+    /// UDP address every WebRTC peer connection uses.
+    pub webrtc_listen: SocketAddr,
+    /// Addresses announced to WebRTC clients as candidates (with the
+    /// `webrtc_listen` port); the bound address when empty.
+    pub webrtc_announce: Vec<IpAddr>,
+    /// Remote networks WebRTC media is exchanged with (`10.0.0.0/8`, `::1`);
+    /// any when empty.
+    pub webrtc_remote_networks: Vec<String>,
     /// Control plane base URL.
     pub control_url: String,
 }
@@ -101,6 +115,7 @@ impl Default for ControlSettings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             default_ingest_url: "rtmp://127.0.0.1:1935/live".to_owned(),
+            default_edge_http_url: "http://127.0.0.1:8082".to_owned(),
         }
     }
 }
@@ -113,6 +128,11 @@ impl Default for EdgeSettings {
             mesh_listen: SocketAddr::from(([127, 0, 0, 1], 4443)),
             mesh_public: None,
             public_ingest_url: None,
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8082)),
+            public_http_url: None,
+            webrtc_listen: SocketAddr::from(([127, 0, 0, 1], 8189)),
+            webrtc_announce: Vec::new(),
+            webrtc_remote_networks: Vec::new(),
             control_url: "http://127.0.0.1:8080".to_owned(),
         }
     }
@@ -167,6 +187,20 @@ pub struct Overrides {
     /// Edge mesh (QUIC) address.
     #[arg(long, env = "BUILDSTREAM_MESH_LISTEN", global = true, value_parser = listen_addr)]
     pub mesh_listen: Option<SocketAddr>,
+    /// Edge HTTP address (WHIP, WebRTC signaling).
+    #[arg(long, env = "BUILDSTREAM_EDGE_HTTP_LISTEN", global = true, value_parser = listen_addr)]
+    pub edge_http_listen: Option<SocketAddr>,
+    /// Edge WebRTC UDP address.
+    #[arg(long, env = "BUILDSTREAM_WEBRTC_LISTEN", global = true, value_parser = listen_addr)]
+    pub webrtc_listen: Option<SocketAddr>,
+    /// Remote networks WebRTC media is exchanged with, comma-separated.
+    #[arg(
+        long,
+        env = "BUILDSTREAM_WEBRTC_REMOTE_NETWORKS",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub webrtc_remote_networks: Option<Vec<String>>,
     /// Origin internal API address.
     #[arg(long, env = "BUILDSTREAM_ORIGIN_LISTEN", global = true, value_parser = listen_addr)]
     pub origin_listen: Option<SocketAddr>,
@@ -222,6 +256,15 @@ impl Settings {
         if let Some(v) = o.mesh_listen {
             self.edge.mesh_listen = v;
         }
+        if let Some(v) = o.edge_http_listen {
+            self.edge.http_listen = v;
+        }
+        if let Some(v) = o.webrtc_listen {
+            self.edge.webrtc_listen = v;
+        }
+        if let Some(v) = &o.webrtc_remote_networks {
+            self.edge.webrtc_remote_networks.clone_from(v);
+        }
         if let Some(v) = o.origin_listen {
             self.origin.listen = v;
         }
@@ -252,6 +295,15 @@ impl Settings {
             node_token: self.node_token.clone().unwrap_or(generated.node_token),
             token_secret: self.token_secret.clone().unwrap_or(generated.token_secret),
         })
+    }
+
+    /// The base URL WebRTC clients reach this edge's HTTP at, which listens
+    /// on `bound`.
+    pub fn edge_http_url(&self, bound: SocketAddr) -> String {
+        self.edge
+            .public_http_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
     }
 
     /// The URL encoders publish to at this edge, whose ingest listens on

@@ -34,6 +34,8 @@ pub mod fuzzing;
 mod ingest;
 mod session;
 mod source;
+pub mod webrtc;
+pub mod whip;
 
 pub use authority::{AuthorizeError, KeyAuthority, MemoryKeyAuthority, SourceGrant};
 pub use ingest::{IngestConfig, IngestError, RtmpIngest};

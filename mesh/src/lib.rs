@@ -41,4 +41,4 @@ pub use media::{Codec, Frame, TrackConfig};
 pub use name::{is_valid_part, NameError, TrackName};
 pub use server::{MeshServer, ServerError};
 pub use tls::{AllowedPeers, TlsError, ALPN};
-pub use track::{TrackConsumer, TrackProducer, Tracks, WriteError};
+pub use track::{KeyframeRequests, TrackConsumer, TrackProducer, Tracks, WriteError};

@@ -107,10 +107,14 @@ impl TrackProducer {
     /// Resolves when a new consumer arrived since the last call, so that a
     /// publisher able to produce a keyframe on demand (WebRTC) can do so.
     pub async fn keyframe_requested(&self) {
-        let mut requests = self.shared.keyframe_requests.subscribe();
-        // Only requests made after this call count; a closed channel cannot
-        // happen while `self` holds the sender.
-        let _ = requests.changed().await;
+        self.keyframe_requests().next().await;
+    }
+
+    /// A stream of keyframe requests: one per consumer that arrived, and
+    /// one per [`TrackConsumer::request_keyframe`], from now on. A loop that
+    /// waits on it between other work misses none (close requests merge).
+    pub fn keyframe_requests(&self) -> KeyframeRequests {
+        KeyframeRequests(self.shared.keyframe_requests.subscribe())
     }
 
     /// Resolves once no consumer is attached (at once if none is). The mesh
@@ -136,6 +140,18 @@ impl Drop for TrackProducer {
     }
 }
 
+/// Keyframe requests for one producer; see [`TrackProducer::keyframe_requests`].
+pub struct KeyframeRequests(watch::Receiver<u64>);
+
+impl KeyframeRequests {
+    /// Resolves at the next request, or never once the track has ended.
+    pub async fn next(&mut self) {
+        if self.0.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// The receiving end of a track.
 pub struct TrackConsumer {
     name: TrackName,
@@ -150,6 +166,13 @@ impl TrackConsumer {
     /// The track's name.
     pub fn name(&self) -> &TrackName {
         &self.name
+    }
+
+    /// Asks the publisher for a keyframe (a receiver lost one, or a new
+    /// viewer joined downstream). Publishers that cannot make one on demand
+    /// ignore it.
+    pub fn request_keyframe(&self) {
+        self.shared.keyframe_requests.send_modify(|n| *n += 1);
     }
 
     /// The next frame, or `None` once the track has ended. A consumer that

@@ -41,6 +41,7 @@ pub async fn router(settings: &Settings, secrets: &Secrets) -> anyhow::Result<Ro
         .context("opening studio database")?;
     let studio_settings = StudioSettings {
         default_ingest_url: settings.control.default_ingest_url.clone(),
+        default_edge_http_url: settings.control.default_edge_http_url.clone(),
         allow_private_destinations: settings.allow_private_destinations.unwrap_or(false),
     };
     let studios = StudioService::new(studio_db, keys, node_token, studio_settings)

@@ -19,6 +19,7 @@ pub async fn run(
     settings.edge.control_url.clone_from(&control_url);
     settings.origin.control_url = control_url;
     settings.control.default_ingest_url = settings.edge_ingest_url(settings.edge.rtmp_listen);
+    settings.control.default_edge_http_url = settings.edge_http_url(settings.edge.http_listen);
     // A studio on this machine streams wherever its user points it.
     settings.allow_private_destinations.get_or_insert(true);
 

@@ -5,8 +5,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context;
+use buildstream_edge::webrtc::{Network, WebrtcConfig, WebrtcEdge};
 use buildstream_edge::{AuthorizeError, KeyAuthority, RtmpIngest, SourceGrant};
 use buildstream_mesh::{AllowedPeers, CertFingerprint, MeshServer, NodeIdentity, Tracks};
+use buildstream_service::http::Limits;
 use buildstream_studio::{NodeInfo, Role};
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +16,7 @@ use super::control_link::{ControlLink, KeyCheckError};
 use crate::config::{Secrets, Settings};
 
 /// Stream keys checked by the control plane.
+#[derive(Clone)]
 struct ControlKeys(ControlLink);
 
 impl KeyAuthority for ControlKeys {
@@ -61,15 +64,48 @@ pub async fn run(
 
     let control = ControlLink::new(&edge.control_url, &secrets.node_token)?;
     let follower = tokio::spawn(follow_origins(control.clone(), origins, cancel.clone()));
-    let ingest = RtmpIngest::bind(edge.rtmp_listen, ControlKeys(control.clone()), tracks)
+    let ingest = RtmpIngest::bind(
+        edge.rtmp_listen,
+        ControlKeys(control.clone()),
+        tracks.clone(),
+    )
+    .await
+    .with_context(|| format!("binding RTMP ingest on {}", edge.rtmp_listen))?;
+
+    let remote_networks = edge
+        .webrtc_remote_networks
+        .iter()
+        .map(|n| n.parse::<Network>())
+        .collect::<Result<Vec<_>, _>>()
+        .context("reading edge.webrtc_remote_networks")?;
+    let webrtc = WebrtcEdge::bind(
+        WebrtcConfig {
+            udp_listen: edge.webrtc_listen,
+            announce: edge.webrtc_announce.clone(),
+            remote_networks,
+        },
+        tracks,
+        cancel.clone(),
+    )
+    .await
+    .context("starting WebRTC")?;
+    let http_listener = tokio::net::TcpListener::bind(edge.http_listen)
         .await
-        .with_context(|| format!("binding RTMP ingest on {}", edge.rtmp_listen))?;
+        .with_context(|| format!("binding edge HTTP on {}", edge.http_listen))?;
+    let http_url = settings.edge_http_url(http_listener.local_addr()?);
+    let app = buildstream_edge::whip::router(webrtc.clone(), ControlKeys(control.clone()));
+    let http = tokio::spawn(buildstream_service::http::serve(
+        http_listener,
+        app,
+        Limits::default(),
+        cancel.clone().cancelled_owned(),
+    ));
 
     let info = NodeInfo {
         id: edge.id.clone(),
         role: Role::Edge,
         region: settings.region.clone(),
-        api_url: String::new(),
+        api_url: http_url,
         mesh_addr,
         fingerprint: identity.fingerprint().to_string(),
         ingest_url: settings.edge_ingest_url(ingest.local_addr()),
@@ -80,6 +116,7 @@ pub async fn run(
     cancel.cancelled().await;
     ingest.shutdown().await;
     let _ = heartbeat.await;
+    let _ = http.await;
     let _ = follower.await;
     let _ = mesh_task.await;
     tracing::info!("edge stopped");

@@ -5,6 +5,9 @@
 
 #![allow(dead_code)]
 
+mod deployment;
+pub use deployment::*;
+
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

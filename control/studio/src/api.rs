@@ -309,6 +309,10 @@ struct SourceView {
     /// `ingest_url/stream_key`, for encoders that take one URL.
     #[serde(skip_serializing_if = "Option::is_none")]
     publish_url: Option<String>,
+    /// WHIP sources: where the encoder POSTs its offer, with the stream key
+    /// as bearer token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    whip_url: Option<String>,
     created_at: String,
 }
 
@@ -325,11 +329,27 @@ impl StudioService {
             .find(|url| !url.is_empty())
             .unwrap_or_else(|| self.settings.default_ingest_url.clone())
     }
+
+    /// The HTTP base of the edge WebRTC clients use, if one is live.
+    fn edge_http_url(&self) -> Option<String> {
+        self.nodes
+            .live(Role::Edge)
+            .into_iter()
+            .map(|edge| edge.api_url)
+            .find(|url| !url.is_empty())
+    }
 }
 
 fn source_view(service: &StudioService, row: SourceRow, key: Option<String>) -> SourceView {
     let ingest_url = service.ingest_url();
+    let whip_url = (row.kind == "whip").then(|| {
+        let base = service
+            .edge_http_url()
+            .unwrap_or_else(|| service.settings.default_edge_http_url.clone());
+        format!("{}/whip/{}", base.trim_end_matches('/'), row.id)
+    });
     SourceView {
+        whip_url,
         publish_url: key
             .as_ref()
             .map(|key| format!("{}/{key}", ingest_url.trim_end_matches('/'))),
@@ -352,10 +372,10 @@ async fn create_source(
     if service.store.attachment_counts(&id).await?.0 >= MAX_SOURCES_PER_STUDIO {
         return Err(limit_reached("sources per studio", MAX_SOURCES_PER_STUDIO));
     }
-    if body.kind != "rtmp" {
+    if body.kind != "rtmp" && body.kind != "whip" {
         return Err(ApiError::invalid(
             "unsupported_source_kind",
-            "kind must be \"rtmp\"",
+            "kind must be \"rtmp\" or \"whip\"",
         ));
     }
     let row = SourceRow {

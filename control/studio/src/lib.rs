@@ -28,6 +28,8 @@ pub struct StudioSettings {
     /// RTMP ingest URL given to new sources when no edge is registered
     /// (`rtmp://127.0.0.1:1935/live` in `dev`).
     pub default_ingest_url: String,
+    /// Edge HTTP base (WHIP, WebRTC) given when no edge is registered.
+    pub default_edge_http_url: String,
     /// Whether destination URLs may name loopback, private or other
     /// internal addresses. Origins enforce the same rule after every
     /// lookup; this only refuses what the URL itself shows.

@@ -27,6 +27,7 @@ impl Harness {
             NodeToken::new(NODE_TOKEN),
             StudioSettings {
                 default_ingest_url: "rtmp://127.0.0.1:1935/live".into(),
+                default_edge_http_url: "http://127.0.0.1:8082".into(),
                 allow_private_destinations: false,
             },
         )

@@ -1,0 +1,298 @@
+//! WebRTC sources end to end, with real peers: headless Chromium (fake
+//! camera and microphone) publishes over WHIP to the edge, the origin
+//! composes it beside an ffmpeg RTMP source, nginx-rtmp records the
+//! program and ffprobe checks it. Every ICE candidate in use is on
+//! loopback: the edge ignores other networks here.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn web_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web")
+}
+
+/// Runs one of the browser scripts in `web/e2e`, its stdout's JSON lines
+/// returned when it exits.
+fn browser_script(script: &str, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new("node")
+        .arg(web_dir().join("e2e").join(script))
+        .args(args)
+        .current_dir(web_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs the browser script (make setup installs it)")
+}
+
+async fn finish(child: tokio::process::Child) -> Vec<Value> {
+    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("browser script finished")
+        .expect("browser script ran");
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(output.status.success(), "browser script failed: {lines:?}");
+    lines
+}
+
+fn step<'a>(lines: &'a [Value], name: &str) -> &'a Value {
+    lines
+        .iter()
+        .find(|l| l["step"] == name)
+        .unwrap_or_else(|| panic!("no {name} step in {lines:?}"))
+}
+
+fn is_loopback(addr: &Value) -> bool {
+    addr.as_str()
+        .is_some_and(|a| a.starts_with("127.") || a.starts_with("[::1]") || a.starts_with("::1"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_publishing_over_whip_is_composed_into_the_program() {
+    init();
+    let _turn = HEAVY.lock().await;
+    let certs = TempDir::new("webrtc-ca");
+    let ca = TestCa::create(certs.path());
+    let deployment = Deployment::dev(&ca).await;
+    let sink = Nginx::start("webrtc-sink", None);
+    let api = Api::sign_up(&deployment.api).await;
+    let studio = api.create_studio("Browser source").await;
+
+    let browser = api
+        .ok(
+            "POST",
+            &format!("/api/v1/studios/{studio}/sources"),
+            Some(json!({"kind": "whip", "name": "Browser"})),
+        )
+        .await;
+    let whip_url = browser["whip_url"].as_str().expect("whip_url").to_owned();
+    let key = browser["stream_key"]
+        .as_str()
+        .expect("stream_key")
+        .to_owned();
+    assert_eq!(
+        whip_url,
+        format!(
+            "{}/whip/{}",
+            deployment.edge_http,
+            browser["id"].as_str().unwrap()
+        )
+    );
+    let camera = api
+        .ok(
+            "POST",
+            &format!("/api/v1/studios/{studio}/sources"),
+            Some(json!({"kind": "rtmp", "name": "Red camera"})),
+        )
+        .await;
+    api.ok(
+        "PUT",
+        &format!("/api/v1/studios/{studio}/scene"),
+        Some(
+            json!({"layout": "split", "on_stage": [browser["id"], camera["id"]],
+                    "brand_color": "#202020"}),
+        ),
+    )
+    .await;
+    api.ok(
+        "POST",
+        &format!("/api/v1/studios/{studio}/destinations"),
+        Some(json!({"platform": "custom", "name": "sink", "url": sink.rtmp_url(), "stream_key": "program"})),
+    )
+    .await;
+
+    let _red = publish_color(camera["publish_url"].as_str().unwrap(), "red", &[]);
+    let publisher = browser_script("whip-publish.mjs", &[&whip_url, &key, "25"]);
+    let (status, body) = api
+        .call("POST", &format!("/api/v1/studios/{studio}/broadcast"), None)
+        .await;
+    assert_eq!(status, 202, "{body}");
+
+    let recording = sink.recording("program");
+    wait_for("12 s of program", Duration::from_secs(60), || {
+        (recorded_seconds(&recording) >= 12.0).then_some(())
+    });
+    let probe = ffprobe(&recording).expect("probe");
+    assert_eq!((probe.width, probe.height), (1280, 720), "{probe:?}");
+    assert_eq!(probe.audio_codec, "aac");
+
+    // Left: the browser's camera, moving; right: the red RTMP camera.
+    let first = RgbFrame::grab(&recording, 1.0).expect("a frame");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = RgbFrame::grab(&recording, 1.0).expect("a later frame");
+    let right = second.mean(0.75, 0.5, 40);
+    assert!(looks(right, "red"), "right slot {right:?}");
+    let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::copy(&recording, artifacts.join("whip-program.flv")).ok();
+    // Chromium's fake camera: a green picture with a turning wheel.
+    let left = second.mean(0.06, 0.5, 20);
+    assert!(looks(left, "green"), "left slot {left:?}");
+    let moved = changed_share(&first, &second, 0.02, 0.48);
+    println!(
+        "browser slot pixels changed over 2 s: {:.1}%",
+        moved * 100.0
+    );
+    assert!(moved > 0.01, "the browser's picture moves ({moved})");
+
+    let lines = finish(publisher).await;
+    let connected = step(&lines, "connected");
+    assert!(
+        is_loopback(&connected["pair"]["local"]) && is_loopback(&connected["pair"]["remote"]),
+        "ICE used loopback candidates only: {connected}"
+    );
+    let sent = step(&lines, "sent");
+    assert!(sent["video_frames"].as_u64().unwrap_or(0) > 200, "{sent}");
+    assert_eq!(step(&lines, "deleted")["status"], 200);
+}
+
+/// The share of pixels in the band between the horizontal fractions
+/// `from` and `to` (middle half of the height) that differ clearly between
+/// two frames: a live camera moves, a placeholder does not.
+fn changed_share(a: &RgbFrame, b: &RgbFrame, from: f64, to: f64) -> f64 {
+    let x0 = (from * a.width as f64) as usize;
+    let x1 = (to * a.width as f64) as usize;
+    let (y0, y1) = (a.height / 4, a.height * 3 / 4);
+    let mut changed = 0usize;
+    let mut total = 0usize;
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let i = (y * a.width + x) * 3;
+            let differs = (0..3).any(|c| a.pixels[i + c].abs_diff(b.pixels[i + c]) > 40);
+            changed += usize::from(differs);
+            total += 1;
+        }
+    }
+    changed as f64 / total.max(1) as f64
+}
+
+/// What a WHIP client that gets something wrong is told, over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_refuses_wrong_keys_and_unusable_offers_with_reasons() {
+    init();
+    let certs = TempDir::new("whip-refusals-ca");
+    let ca = TestCa::create(certs.path());
+    let deployment = Deployment::dev(&ca).await;
+    let api = Api::sign_up(&deployment.api).await;
+    let studio = api.create_studio("WHIP refusals").await;
+    let mut sources = Vec::new();
+    for name in ["one", "two"] {
+        sources.push(
+            api.ok(
+                "POST",
+                &format!("/api/v1/studios/{studio}/sources"),
+                Some(json!({"kind": "whip", "name": name})),
+            )
+            .await,
+        );
+    }
+    let url = sources[0]["whip_url"].as_str().unwrap().to_owned();
+    let key = sources[0]["stream_key"].as_str().unwrap().to_owned();
+    let other_key = sources[1]["stream_key"].as_str().unwrap().to_owned();
+    let offers = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("edge/tests/offers");
+    let good = std::fs::read_to_string(offers.join("browser-sendonly.sdp")).unwrap();
+    let vp9 = std::fs::read_to_string(offers.join("vp9-only.sdp")).unwrap();
+
+    let http = reqwest::Client::new();
+    let post = |token: Option<&str>, content_type: &str, body: &str| {
+        let mut request = http
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body.to_owned());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let cases = [
+        (None, "application/sdp", good.as_str(), 401, "unauthorized"),
+        (
+            Some("live_nope"),
+            "application/sdp",
+            &good,
+            401,
+            "unauthorized",
+        ),
+        (
+            Some(other_key.as_str()),
+            "application/sdp",
+            &good,
+            403,
+            "wrong_source",
+        ),
+        (
+            Some(key.as_str()),
+            "text/plain",
+            &good,
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            Some(key.as_str()),
+            "application/sdp",
+            "not sdp",
+            400,
+            "invalid_sdp",
+        ),
+        (
+            Some(key.as_str()),
+            "application/sdp",
+            &vp9,
+            406,
+            "offer_not_acceptable",
+        ),
+    ];
+    for (token, content_type, body, status, code) in cases {
+        let response = post(token, content_type, body).await.unwrap();
+        assert_eq!(response.status(), status, "{code}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{body}");
+    }
+    // The VP9 refusal says what was offered and what is taken.
+    let refusal: Value = post(Some(&key), "application/sdp", &vp9)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let message = refusal["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("VP9") && message.contains("VP8"),
+        "{message}"
+    );
+
+    // A good offer still works after all that, and its session can be
+    // ended only with the source's key.
+    let response = post(Some(&key), "application/sdp", &good).await.unwrap();
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/sdp"));
+    let session = format!("{}{location}", deployment.edge_http);
+    let delete = |token: String| http.delete(&session).bearer_auth(token).send();
+    assert_eq!(delete(other_key.clone()).await.unwrap().status(), 403);
+    let trickle = http
+        .patch(&session)
+        .bearer_auth(&key)
+        .header("content-type", "application/trickle-ice-sdpfrag")
+        .body("a=candidate:1 1 udp 2122260223 127.0.0.1 40000 typ host\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(trickle.status(), 204);
+    assert_eq!(delete(key.clone()).await.unwrap().status(), 200);
+    assert_eq!(delete(key.clone()).await.unwrap().status(), 404);
+}
