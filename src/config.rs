@@ -89,6 +89,10 @@ pub struct OriginSettings {
     /// URL the control plane reaches the internal API at; derived from
     /// `listen` when unset.
     pub public_api_url: Option<String>,
+    /// Mesh (QUIC, UDP) address edges read the program from.
+    pub mesh_listen: SocketAddr,
+    /// Mesh address edges dial, when it differs from `mesh_listen`.
+    pub mesh_public: Option<String>,
     /// Control plane base URL.
     pub control_url: String,
     /// Extra CA certificates (PEM) trusted for `rtmps://` destinations.
@@ -144,6 +148,8 @@ impl Default for OriginSettings {
             id: "origin-1".to_owned(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             public_api_url: None,
+            mesh_listen: SocketAddr::from(([127, 0, 0, 1], 4444)),
+            mesh_public: None,
             control_url: "http://127.0.0.1:8080".to_owned(),
             extra_ca_file: None,
         }
@@ -204,6 +210,9 @@ pub struct Overrides {
     /// Origin internal API address.
     #[arg(long, env = "BUILDSTREAM_ORIGIN_LISTEN", global = true, value_parser = listen_addr)]
     pub origin_listen: Option<SocketAddr>,
+    /// Origin mesh (QUIC) address.
+    #[arg(long, env = "BUILDSTREAM_ORIGIN_MESH_LISTEN", global = true, value_parser = listen_addr)]
+    pub origin_mesh_listen: Option<SocketAddr>,
     /// Extra CA certificates (PEM) trusted for rtmps:// destinations.
     #[arg(long, env = "BUILDSTREAM_EXTRA_CA_FILE", global = true)]
     pub extra_ca_file: Option<PathBuf>,
@@ -267,6 +276,9 @@ impl Settings {
         }
         if let Some(v) = o.origin_listen {
             self.origin.listen = v;
+        }
+        if let Some(v) = o.origin_mesh_listen {
+            self.origin.mesh_listen = v;
         }
         if o.extra_ca_file.is_some() {
             self.origin.extra_ca_file.clone_from(&o.extra_ca_file);

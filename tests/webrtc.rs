@@ -146,6 +146,72 @@ async fn a_browser_publishing_over_whip_is_composed_into_the_program() {
     );
     assert!(moved > 0.01, "the browser's picture moves ({moved})");
 
+    // A WHEP player watches the program while the show is live.
+    let status = api
+        .ok("GET", &format!("/api/v1/studios/{studio}/broadcast"), None)
+        .await;
+    let whep_url = status["whep_url"].as_str().expect("whep_url while live");
+    let viewer_token = status["viewer_token"].as_str().expect("viewer token");
+    assert_eq!(whep_url, format!("{}/whep/{studio}", deployment.edge_http));
+    let player = finish(browser_script(
+        "whep-play.mjs",
+        &[whep_url, viewer_token, "6"],
+    ))
+    .await;
+    let playing = step(&player, "playing");
+    let played = step(&player, "played");
+    println!(
+        "WHEP: first frame {} ms after the offer; {played}",
+        playing["first_frame_ms"]
+    );
+    let advanced =
+        played["current_time"].as_f64().unwrap() - playing["current_time"].as_f64().unwrap();
+    assert!(advanced > 4.0, "the program plays: {advanced} s in 6 s");
+    assert_eq!(
+        (played["width"].as_u64(), played["height"].as_u64()),
+        (Some(1280), Some(720))
+    );
+    assert_eq!(played["video_codec"], "video/H264");
+    assert_eq!(played["audio_codec"], "audio/opus");
+    assert!(
+        played["audio_packets"].as_u64().unwrap_or(0) > 100,
+        "{played}"
+    );
+    assert!(is_loopback(&played["pair"]["local"]) && is_loopback(&played["pair"]["remote"]));
+    assert_eq!(step(&player, "deleted")["status"], 200);
+
+    // Only a viewer token for this studio opens its program.
+    let offer = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("edge/tests/offers/browser-sendonly.sdp"),
+    )
+    .unwrap()
+    .replace("a=sendonly", "a=recvonly");
+    let http = reqwest::Client::new();
+    let whep = |url: String, token: Option<String>| {
+        let mut request = http
+            .post(url)
+            .header("content-type", "application/sdp")
+            .body(offer.clone());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let other_studio = api.create_studio("Another").await;
+    for (url, token, expected) in [
+        (whep_url.to_owned(), None, 401),
+        (whep_url.to_owned(), Some(api.token.clone()), 401),
+        (whep_url.to_owned(), Some("not.a.token".to_owned()), 401),
+        (
+            format!("{}/whep/{other_studio}", deployment.edge_http),
+            Some(viewer_token.to_owned()),
+            401,
+        ),
+    ] {
+        let response = whep(url.clone(), token.clone()).await.unwrap();
+        assert_eq!(response.status(), expected, "{url} with {token:?}");
+    }
+
     let lines = finish(publisher).await;
     let connected = step(&lines, "connected");
     assert!(
@@ -155,6 +221,20 @@ async fn a_browser_publishing_over_whip_is_composed_into_the_program() {
     let sent = step(&lines, "sent");
     assert!(sent["video_frames"].as_u64().unwrap_or(0) > 200, "{sent}");
     assert_eq!(step(&lines, "deleted")["status"], 200);
+
+    // Once the show ends its program is gone, token or not.
+    let (status, _) = api
+        .call(
+            "DELETE",
+            &format!("/api/v1/studios/{studio}/broadcast"),
+            None,
+        )
+        .await;
+    assert!(status == 204 || status == 202, "{status}");
+    let response = whep(whep_url.to_owned(), Some(viewer_token.to_owned()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
 }
 
 /// The share of pixels in the band between the horizontal fractions

@@ -32,9 +32,11 @@ pub mod flv;
 #[doc(hidden)]
 pub mod fuzzing;
 mod ingest;
+pub mod room;
 mod session;
 mod source;
 pub mod webrtc;
+pub mod whep;
 pub mod whip;
 
 pub use authority::{AuthorizeError, KeyAuthority, MemoryKeyAuthority, SourceGrant};

@@ -26,7 +26,7 @@ use crate::webrtc::{OfferError, SessionError, WebrtcEdge};
 use crate::{AuthorizeError, KeyAuthority, SourceGrant};
 
 /// The largest body taken, offer or candidate fragment.
-const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 struct WhipState<K> {
     webrtc: WebrtcEdge,
@@ -55,7 +55,7 @@ pub fn router<K: KeyAuthority>(webrtc: WebrtcEdge, keys: K) -> Router {
 
 /// WHIP clients in web pages live on other origins; the bearer token, not
 /// the origin, is what authorises them.
-async fn allow_any_origin(mut response: Response) -> Response {
+pub(crate) async fn allow_any_origin(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -68,7 +68,7 @@ async fn allow_any_origin(mut response: Response) -> Response {
     response
 }
 
-async fn preflight() -> Response {
+pub(crate) async fn preflight() -> Response {
     (
         StatusCode::NO_CONTENT,
         [
@@ -94,6 +94,30 @@ async fn not_allowed() -> Response {
     )
 }
 
+/// An error answer, small enough to pass around before it becomes a
+/// [`Response`].
+pub(crate) struct HttpError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl HttpError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        error(self.status, self.code, &self.message)
+    }
+}
+
 /// A JSON error in the API's shape.
 pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (
@@ -103,7 +127,7 @@ pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
@@ -112,7 +136,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-fn unauthorized(message: &str) -> Response {
+pub(crate) fn unauthorized(message: &str) -> Response {
     let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", message);
     response
         .headers_mut()
@@ -154,7 +178,7 @@ fn owner(grant: &SourceGrant) -> String {
     format!("whip:{}/{}", grant.studio, grant.source)
 }
 
-fn has_content_type(headers: &HeaderMap, wanted: &str) -> bool {
+pub(crate) fn has_content_type(headers: &HeaderMap, wanted: &str) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -126,7 +126,7 @@ impl TrackProducer {
     }
 
     /// Whether any consumer is attached.
-    pub(crate) fn is_observed(&self) -> bool {
+    pub fn is_observed(&self) -> bool {
         self.shared.changed.receiver_count() > 0
     }
 }

@@ -112,6 +112,21 @@ async fn split_program_reaches_nginx_with_both_sources_side_by_side() {
         ),
         (Codec::Aac, 48_000, 2)
     );
+    // And in Opus, for WebRTC players, in 20 ms packets.
+    let mut opus = program
+        .subscribe(&TrackName::new("studio1", "program", "opus").unwrap())
+        .expect("program opus track");
+    let first = tokio::time::timeout(Duration::from_secs(5), opus.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(5), opus.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.config.codec, Codec::Opus);
+    assert_eq!(second.timestamp_us - first.timestamp_us, 20_000);
+    assert!(!second.payload.is_empty());
 
     tokio::time::sleep(Duration::from_secs(4)).await;
     let picture = grab(&format!("{}/split", nginx.url()), W, H).await;

@@ -70,6 +70,77 @@ struct KeyBody<'a> {
     stream_key: &'a str,
 }
 
+#[derive(Serialize)]
+struct PlaybackBody<'a> {
+    studio: &'a str,
+    token: &'a str,
+}
+
+/// Why a player's token was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaybackCheckError {
+    /// The token is not valid for the studio.
+    #[error("viewer token refused")]
+    Refused,
+    /// The studio is not live.
+    #[error("the studio is not live")]
+    NotLive,
+    /// The control plane could not answer.
+    #[error("control plane unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Serialize)]
+struct MediaBody<'a> {
+    studio: &'a str,
+    token: &'a str,
+    source: &'a str,
+    action: &'a str,
+}
+
+#[derive(Deserialize)]
+struct MediaGrant {
+    participant: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    message: String,
+}
+
+/// Why a participant's media request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaCheckError {
+    /// The token is not valid for the studio.
+    #[error("studio token refused")]
+    Refused,
+    /// The participant may not do this; the reason is for them.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such source.
+    #[error("no such source")]
+    NoSource,
+    /// The control plane could not answer.
+    #[error("control plane unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where a live studio's program is read: its origin's mesh endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ProgramLocation {
+    /// Origin node id.
+    pub origin: String,
+    /// `host:port` of the origin's mesh endpoint.
+    pub mesh_addr: String,
+    /// The origin's certificate fingerprint, to pin.
+    pub fingerprint: String,
+}
+
 impl ControlLink {
     /// A link to the control plane at `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: &str, token: &str) -> anyhow::Result<Self> {
@@ -101,6 +172,103 @@ impl ControlLink {
                 .map_err(|err| KeyCheckError::Unavailable(err.to_string())),
             reqwest::StatusCode::FORBIDDEN => Err(KeyCheckError::Refused),
             status => Err(KeyCheckError::Unavailable(format!(
+                "control answered {status}"
+            ))),
+        }
+    }
+
+    /// Asks whether `token` may watch `studio`'s program.
+    pub async fn check_playback(
+        &self,
+        studio: &str,
+        token: &str,
+    ) -> Result<(), PlaybackCheckError> {
+        let response = self
+            .http
+            .post(format!("{}/internal/v1/playback/authorize", self.base))
+            .bearer_auth(&self.token)
+            .json(&PlaybackBody { studio, token })
+            .send()
+            .await
+            .map_err(|err| PlaybackCheckError::Unavailable(err.without_url().to_string()))?;
+        match response.status() {
+            status if status.is_success() => Ok(()),
+            reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN => {
+                Err(PlaybackCheckError::Refused)
+            }
+            reqwest::StatusCode::NOT_FOUND => Err(PlaybackCheckError::NotLive),
+            status => Err(PlaybackCheckError::Unavailable(format!(
+                "control answered {status}"
+            ))),
+        }
+    }
+
+    /// Asks whether the holder of `token` may `action` (`publish`, `play`
+    /// or `identify`) `source` of `studio`; answers their participant id.
+    pub async fn check_media(
+        &self,
+        studio: &str,
+        token: &str,
+        source: &str,
+        action: &str,
+    ) -> Result<String, MediaCheckError> {
+        let response = self
+            .http
+            .post(format!("{}/internal/v1/room/authorize", self.base))
+            .bearer_auth(&self.token)
+            .json(&MediaBody {
+                studio,
+                token,
+                source,
+                action,
+            })
+            .send()
+            .await
+            .map_err(|err| MediaCheckError::Unavailable(err.without_url().to_string()))?;
+        match response.status() {
+            status if status.is_success() => response
+                .json::<MediaGrant>()
+                .await
+                .map(|grant| grant.participant)
+                .map_err(|err| MediaCheckError::Unavailable(err.to_string())),
+            reqwest::StatusCode::UNAUTHORIZED => Err(MediaCheckError::Refused),
+            reqwest::StatusCode::FORBIDDEN => {
+                let why = response
+                    .json::<ErrorBody>()
+                    .await
+                    .map(|body| body.error.message)
+                    .unwrap_or_else(|_| "not allowed".to_owned());
+                Err(MediaCheckError::Forbidden(why))
+            }
+            reqwest::StatusCode::NOT_FOUND => Err(MediaCheckError::NoSource),
+            status => Err(MediaCheckError::Unavailable(format!(
+                "control answered {status}"
+            ))),
+        }
+    }
+
+    /// Where `studio`'s program is read, if it is live.
+    pub async fn program_location(
+        &self,
+        studio: &str,
+    ) -> Result<ProgramLocation, PlaybackCheckError> {
+        let response = self
+            .http
+            .get(format!(
+                "{}/internal/v1/studios/{studio}/program",
+                self.base
+            ))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|err| PlaybackCheckError::Unavailable(err.without_url().to_string()))?;
+        match response.status() {
+            status if status.is_success() => response
+                .json()
+                .await
+                .map_err(|err| PlaybackCheckError::Unavailable(err.to_string())),
+            reqwest::StatusCode::NOT_FOUND => Err(PlaybackCheckError::NotLive),
+            status => Err(PlaybackCheckError::Unavailable(format!(
                 "control answered {status}"
             ))),
         }

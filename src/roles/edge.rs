@@ -2,17 +2,21 @@
 //! endpoint origins subscribe at, and registration with the control plane.
 
 use std::future::Future;
-use std::time::Duration;
 
 use anyhow::Context;
+use std::sync::Arc;
+
+use buildstream_edge::room::{MediaAction, RoomAuthority, RoomRefusal};
 use buildstream_edge::webrtc::{Network, WebrtcConfig, WebrtcEdge};
+use buildstream_edge::whep::{PlaybackAuthority, PlaybackError};
 use buildstream_edge::{AuthorizeError, KeyAuthority, RtmpIngest, SourceGrant};
-use buildstream_mesh::{AllowedPeers, CertFingerprint, MeshServer, NodeIdentity, Tracks};
+use buildstream_mesh::{AllowedPeers, MeshClient, MeshServer, NodeIdentity, Tracks};
 use buildstream_service::http::Limits;
 use buildstream_studio::{NodeInfo, Role};
 use tokio_util::sync::CancellationToken;
 
-use super::control_link::{ControlLink, KeyCheckError};
+use super::control_link::{ControlLink, KeyCheckError, MediaCheckError, PlaybackCheckError};
+use super::program_relay::ProgramRelay;
 use crate::config::{Secrets, Settings};
 
 /// Stream keys checked by the control plane.
@@ -36,6 +40,91 @@ impl KeyAuthority for ControlKeys {
                 Err(KeyCheckError::Unavailable(why)) => Err(AuthorizeError::Unavailable(why)),
             }
         }
+    }
+}
+
+/// Viewer tokens checked by the control plane; a player let in starts the
+/// studio's program relay.
+#[derive(Clone)]
+struct ControlPlayback {
+    control: ControlLink,
+    relay: Arc<ProgramRelay>,
+}
+
+impl PlaybackAuthority for ControlPlayback {
+    fn authorize(
+        &self,
+        studio: &str,
+        token: &str,
+    ) -> impl Future<Output = Result<(), PlaybackError>> + Send {
+        let this = self.clone();
+        let (studio, token) = (studio.to_owned(), token.to_owned());
+        async move {
+            match this.control.check_playback(&studio, &token).await {
+                Ok(()) => {
+                    this.relay.ensure(&studio);
+                    Ok(())
+                }
+                Err(PlaybackCheckError::Refused) => {
+                    Err(PlaybackError::Token(AuthorizeError::Refused))
+                }
+                Err(PlaybackCheckError::NotLive) => Err(PlaybackError::NotLive),
+                Err(PlaybackCheckError::Unavailable(why)) => {
+                    Err(PlaybackError::Token(AuthorizeError::Unavailable(why)))
+                }
+            }
+        }
+    }
+}
+
+/// Participants' studio tokens checked by the control plane.
+#[derive(Clone)]
+struct ControlRoom(ControlLink);
+
+impl ControlRoom {
+    async fn check(
+        &self,
+        studio: &str,
+        token: &str,
+        source: &str,
+        action: &str,
+    ) -> Result<String, RoomRefusal> {
+        self.0
+            .check_media(studio, token, source, action)
+            .await
+            .map_err(|err| match err {
+                MediaCheckError::Refused => RoomRefusal::Token,
+                MediaCheckError::Forbidden(why) => RoomRefusal::Forbidden(why),
+                MediaCheckError::NoSource => RoomRefusal::NoSource,
+                MediaCheckError::Unavailable(why) => RoomRefusal::Unavailable(why),
+            })
+    }
+}
+
+impl RoomAuthority for ControlRoom {
+    fn identify(
+        &self,
+        studio: &str,
+        token: &str,
+    ) -> impl Future<Output = Result<String, RoomRefusal>> + Send {
+        let (this, studio, token) = (self.clone(), studio.to_owned(), token.to_owned());
+        async move { this.check(&studio, &token, "", "identify").await }
+    }
+
+    fn authorize(
+        &self,
+        studio: &str,
+        token: &str,
+        source: &str,
+        action: MediaAction,
+    ) -> impl Future<Output = Result<String, RoomRefusal>> + Send {
+        let this = self.clone();
+        let (studio, token, source) = (studio.to_owned(), token.to_owned(), source.to_owned());
+        let action = match action {
+            MediaAction::Publish => "publish",
+            MediaAction::Play => "play",
+        };
+        async move { this.check(&studio, &token, &source, action).await }
     }
 }
 
@@ -63,7 +152,12 @@ pub async fn run(
     let mesh_task = tokio::spawn(mesh.run(cancel.clone()));
 
     let control = ControlLink::new(&edge.control_url, &secrets.node_token)?;
-    let follower = tokio::spawn(follow_origins(control.clone(), origins, cancel.clone()));
+    let follower = tokio::spawn(super::follow_peers(
+        control.clone(),
+        Role::Origin,
+        origins,
+        cancel.clone(),
+    ));
     let ingest = RtmpIngest::bind(
         edge.rtmp_listen,
         ControlKeys(control.clone()),
@@ -84,16 +178,33 @@ pub async fn run(
             announce: edge.webrtc_announce.clone(),
             remote_networks,
         },
-        tracks,
+        tracks.clone(),
         cancel.clone(),
     )
     .await
     .context("starting WebRTC")?;
+    let relay = ProgramRelay::new(
+        MeshClient::new(&identity).context("binding the edge's mesh client")?,
+        control.clone(),
+        tracks,
+        cancel.clone(),
+    );
     let http_listener = tokio::net::TcpListener::bind(edge.http_listen)
         .await
         .with_context(|| format!("binding edge HTTP on {}", edge.http_listen))?;
     let http_url = settings.edge_http_url(http_listener.local_addr()?);
-    let app = buildstream_edge::whip::router(webrtc.clone(), ControlKeys(control.clone()));
+    let app = buildstream_edge::whip::router(webrtc.clone(), ControlKeys(control.clone()))
+        .merge(buildstream_edge::whep::router(
+            webrtc.clone(),
+            ControlPlayback {
+                control: control.clone(),
+                relay,
+            },
+        ))
+        .merge(buildstream_edge::room::router(
+            webrtc.clone(),
+            ControlRoom(control.clone()),
+        ));
     let http = tokio::spawn(buildstream_service::http::serve(
         http_listener,
         app,
@@ -121,38 +232,4 @@ pub async fn run(
     let _ = mesh_task.await;
     tracing::info!("edge stopped");
     Ok(())
-}
-
-/// How often the edge relearns which origins may subscribe.
-const ORIGINS_REFRESH: Duration = Duration::from_secs(5);
-/// How soon after a refused origin the list is fetched again, and the least
-/// time between two such fetches.
-const ORIGINS_ON_DEMAND: Duration = Duration::from_millis(500);
-
-/// Keeps `allowed` equal to the fingerprints of the origins registered at
-/// the control plane: every few seconds, and soon after an unlisted client
-/// was refused (an origin that registered since the last look).
-async fn follow_origins(control: ControlLink, allowed: AllowedPeers, cancel: CancellationToken) {
-    loop {
-        match control.nodes(Role::Origin).await {
-            Ok(nodes) => {
-                let pins: Vec<CertFingerprint> = nodes
-                    .iter()
-                    .filter_map(|node| node.fingerprint.parse().ok())
-                    .collect();
-                allowed.replace(pins);
-            }
-            Err(err) => tracing::debug!(error = %err, "origin list not refreshed"),
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(ORIGINS_REFRESH) => {}
-            _ = allowed.refused() => {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(ORIGINS_ON_DEMAND) => {}
-                }
-            }
-        }
-    }
 }

@@ -149,7 +149,8 @@ fn edge_of(node: &NodeInfo) -> Option<Edge> {
     })
 }
 
-async fn resolve(addr: &str) -> Option<SocketAddr> {
+/// Resolves a mesh address, `host:port` or a socket address.
+pub(crate) async fn resolve(addr: &str) -> Option<SocketAddr> {
     if let Ok(addr) = addr.parse() {
         return Some(addr);
     }

@@ -6,7 +6,7 @@ use anyhow::Context;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use buildstream_mesh::{MeshClient, NodeIdentity};
+use buildstream_mesh::{AllowedPeers, MeshClient, MeshServer, NodeIdentity, Tracks};
 use buildstream_origin::{Broadcasts, OriginConfig};
 use buildstream_service::http::Limits;
 use buildstream_service::{ApiError, NodeToken};
@@ -34,11 +34,37 @@ pub async fn run(
     let sources = MeshSources::new(client, control.clone());
     let edges = tokio::spawn(sources.clone().follow_edges(cancel.clone()));
 
+    // The program goes to the mesh too: edges relay it to WebRTC players.
+    // Only registered edges may read it.
+    let program = Tracks::new();
+    let edges_allowed = AllowedPeers::default();
+    let mesh = MeshServer::bind_allowing(
+        origin.mesh_listen,
+        &identity,
+        program.clone(),
+        edges_allowed.clone(),
+    )
+    .with_context(|| {
+        format!(
+            "binding the origin's mesh endpoint on {}",
+            origin.mesh_listen
+        )
+    })?;
+    let mesh_addr = origin
+        .mesh_public
+        .clone()
+        .unwrap_or_else(|| mesh.local_addr().to_string());
+    let mesh_task = tokio::spawn(mesh.run(cancel.clone()));
+    let edge_follower = tokio::spawn(super::follow_peers(
+        control.clone(),
+        Role::Edge,
+        edges_allowed,
+        cancel.clone(),
+    ));
+
     let config = OriginConfig {
         extra_ca_file: origin.extra_ca_file.clone(),
-        // Nothing reads the program as mesh tracks yet (WHEP playback will);
-        // publishing it would copy every encoded frame for no one.
-        program_tracks: None,
+        program_tracks: Some(program),
         allow_private_destinations: settings.allow_private_destinations.unwrap_or(false),
     };
     let broadcasts = Broadcasts::new(sources, config).context("starting the origin")?;
@@ -61,7 +87,7 @@ pub async fn run(
                 listener.local_addr().context("reading the bound address")?
             ),
         },
-        mesh_addr: String::new(),
+        mesh_addr,
         fingerprint: identity.fingerprint().to_string(),
         ingest_url: String::new(),
     };
@@ -82,6 +108,8 @@ pub async fn run(
     let _ = heartbeat.await;
     let _ = reconciler.await;
     let _ = edges.await;
+    let _ = edge_follower.await;
+    let _ = mesh_task.await;
     tracing::info!("origin stopped");
     served
 }

@@ -64,6 +64,10 @@ impl Deployment {
                 format!("127.0.0.1:{}", free_udp_port()),
             )
             .env(
+                "BUILDSTREAM_ORIGIN_MESH_LISTEN",
+                format!("127.0.0.1:{}", free_udp_port()),
+            )
+            .env(
                 "BUILDSTREAM_EDGE_HTTP_LISTEN",
                 format!("127.0.0.1:{edge_http}"),
             )
@@ -102,6 +106,10 @@ impl Deployment {
                 )
                 .env(
                     "BUILDSTREAM_MESH_LISTEN",
+                    format!("127.0.0.1:{}", free_udp_port()),
+                )
+                .env(
+                    "BUILDSTREAM_ORIGIN_MESH_LISTEN",
                     format!("127.0.0.1:{}", free_udp_port()),
                 )
                 .env(

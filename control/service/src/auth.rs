@@ -40,6 +40,27 @@ pub struct AccessClaims {
     pub typ: String,
 }
 
+/// Claims of a studio token: a scoped pass into one studio for someone who
+/// may hold no account (a guest) or who only watches (a viewer).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StudioClaims {
+    /// Who holds it: a user id, or an id made for a guest or viewer.
+    pub sub: String,
+    /// The one studio it opens.
+    pub studio: String,
+    /// `host`, `guest` or `viewer`.
+    pub role: String,
+    /// Display name, for guests.
+    #[serde(default)]
+    pub name: String,
+    /// Issued at, seconds since the epoch.
+    pub iat: u64,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// Token type; always `studio`.
+    pub typ: String,
+}
+
 /// Keys to sign and verify access tokens (HMAC-SHA256; the algorithm is
 /// pinned, a token claiming any other is refused).
 #[derive(Clone)]
@@ -84,6 +105,43 @@ impl TokenKeys {
             &self.inner.encoding,
         )
         .map_err(|err| ApiError::internal(format!("signing token: {err}")))
+    }
+
+    /// Signs a studio token valid for `ttl`; `claims.iat`, `exp` and `typ`
+    /// are set here.
+    pub fn issue_studio(
+        &self,
+        mut claims: StudioClaims,
+        ttl: Duration,
+    ) -> Result<String, ApiError> {
+        let now = unix_now();
+        claims.iat = now;
+        claims.exp = now + ttl.as_secs();
+        claims.typ = "studio".to_owned();
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.inner.encoding,
+        )
+        .map_err(|err| ApiError::internal(format!("signing token: {err}")))
+    }
+
+    /// Verifies a studio token and returns its claims.
+    pub fn verify_studio(&self, token: &str) -> Result<StudioClaims, ApiError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = LEEWAY_SECS;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let data = jsonwebtoken::decode::<StudioClaims>(token, &self.inner.decoding, &validation)
+            .map_err(|err| match err.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                ApiError::unauthorized("studio token expired")
+            }
+            _ => ApiError::unauthorized("invalid studio token"),
+        })?;
+        if data.claims.typ != "studio" {
+            return Err(ApiError::unauthorized("not a studio token"));
+        }
+        Ok(data.claims)
     }
 
     /// Verifies an access token and returns its claims.
@@ -249,5 +307,60 @@ mod tests {
         assert!(token.accepts("secret-token"));
         assert!(!token.accepts("secret-toke"));
         assert!(!token.accepts(""));
+    }
+
+    fn viewer(studio: &str) -> StudioClaims {
+        StudioClaims {
+            sub: "v_1".into(),
+            studio: studio.into(),
+            role: "viewer".into(),
+            name: String::new(),
+            iat: 0,
+            exp: 0,
+            typ: String::new(),
+        }
+    }
+
+    #[test]
+    fn studio_tokens_and_access_tokens_do_not_stand_in_for_each_other() {
+        let keys = TokenKeys::from_secret(b"0123456789abcdef0123456789abcdef").unwrap();
+        let studio = keys
+            .issue_studio(viewer("st_1"), Duration::from_secs(60))
+            .unwrap();
+        let claims = keys.verify_studio(&studio).unwrap();
+        assert_eq!(
+            (claims.studio.as_str(), claims.role.as_str()),
+            ("st_1", "viewer")
+        );
+        assert!(
+            keys.verify(&studio).is_err(),
+            "a studio token is no access token"
+        );
+        let access = keys.issue("u_1").unwrap();
+        assert!(
+            keys.verify_studio(&access).is_err(),
+            "nor the other way round"
+        );
+        let other = TokenKeys::from_secret(b"another secret, also 32 bytes!!!").unwrap();
+        assert!(other.verify_studio(&studio).is_err());
+    }
+
+    #[test]
+    fn expired_studio_token_is_refused() {
+        let keys = TokenKeys::from_secret(b"0123456789abcdef0123456789abcdef").unwrap();
+        let mut claims = viewer("st_1");
+        claims.exp = unix_now() - LEEWAY_SECS - 5;
+        claims.typ = "studio".into();
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &keys.inner.encoding,
+        )
+        .unwrap();
+        assert!(keys
+            .verify_studio(&token)
+            .unwrap_err()
+            .message
+            .contains("expired"));
     }
 }

@@ -13,6 +13,6 @@ pub mod secret;
 pub mod storage;
 pub mod text;
 
-pub use auth::{AccessClaims, NodeAuth, NodeToken, TokenKeys, UserAuth, WeakSecret};
+pub use auth::{AccessClaims, NodeAuth, NodeToken, StudioClaims, TokenKeys, UserAuth, WeakSecret};
 pub use error::ApiError;
 pub use json::{ApiJson, ApiPath, ApiQuery};

@@ -4,7 +4,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use buildstream_service::{secret, text, ApiError, ApiJson, ApiPath, ApiQuery, NodeAuth, UserAuth};
+use buildstream_service::{
+    secret, text, ApiError, ApiJson, ApiPath, ApiQuery, NodeAuth, StudioClaims, UserAuth,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::nodes::{NodeInfo, Role};
@@ -51,6 +53,8 @@ pub fn routes() -> Router<StudioService> {
                 .delete(stop_broadcast),
         )
         .route("/internal/v1/ingest/authorize", post(authorize_ingest))
+        .route("/internal/v1/playback/authorize", post(authorize_playback))
+        .route("/internal/v1/studios/{id}/program", get(program_location))
         .route("/internal/v1/nodes/{id}", put(node_heartbeat))
         .route("/internal/v1/nodes", get(list_nodes))
 }
@@ -136,16 +140,16 @@ fn studio_view(row: StudioRow, live: bool) -> StudioView {
 /// upload at the origin and every source a decoder; these keep one account
 /// from taking a node's worth.
 const MAX_STUDIOS_PER_USER: i64 = 100;
-const MAX_SOURCES_PER_STUDIO: i64 = 16;
+pub(crate) const MAX_SOURCES_PER_STUDIO: i64 = 16;
 const MAX_DESTINATIONS_PER_STUDIO: i64 = 10;
 
-fn limit_reached(what: &str, max: i64) -> ApiError {
+pub(crate) fn limit_reached(what: &str, max: i64) -> ApiError {
     ApiError::conflict("limit_reached", format!("at most {max} {what}"))
 }
 
 /// Names end up in logs, placeholders and other people's screens: one line
 /// of printable text.
-fn check_name(field: &str, name: &str, max: usize) -> Result<String, ApiError> {
+pub(crate) fn check_name(field: &str, name: &str, max: usize) -> Result<String, ApiError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > max || name.chars().any(text::is_unprintable) {
         return Err(ApiError::invalid(
@@ -284,6 +288,7 @@ async fn delete_studio(
         }
     }
     service.store.delete_studio(&id).await?;
+    service.rooms.forget(&id);
     tracing::info!(studio = %id, "studio deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -330,22 +335,44 @@ impl StudioService {
             .unwrap_or_else(|| self.settings.default_ingest_url.clone())
     }
 
-    /// The HTTP base of the edge WebRTC clients use, if one is live.
-    fn edge_http_url(&self) -> Option<String> {
+    /// Where and with what token the program of live studio `id` is
+    /// watched over WHEP.
+    fn playback(&self, id: &str) -> Result<(String, String), ApiError> {
+        let url = format!(
+            "{}/whep/{id}",
+            self.public_edge_http_url().trim_end_matches('/')
+        );
+        let token = self.keys.issue_studio(
+            StudioClaims {
+                sub: buildstream_service::id::random("vw_"),
+                studio: id.to_owned(),
+                role: "viewer".to_owned(),
+                name: String::new(),
+                iat: 0,
+                exp: 0,
+                typ: String::new(),
+            },
+            VIEWER_TOKEN_TTL,
+        )?;
+        Ok((url, token))
+    }
+
+    /// The HTTP base of the edge WebRTC clients use: a live edge's, else
+    /// the configured default.
+    pub(crate) fn public_edge_http_url(&self) -> String {
         self.nodes
             .live(Role::Edge)
             .into_iter()
             .map(|edge| edge.api_url)
             .find(|url| !url.is_empty())
+            .unwrap_or_else(|| self.settings.default_edge_http_url.clone())
     }
 }
 
 fn source_view(service: &StudioService, row: SourceRow, key: Option<String>) -> SourceView {
     let ingest_url = service.ingest_url();
     let whip_url = (row.kind == "whip").then(|| {
-        let base = service
-            .edge_http_url()
-            .unwrap_or_else(|| service.settings.default_edge_http_url.clone());
+        let base = service.public_edge_http_url();
         format!("{}/whip/{}", base.trim_end_matches('/'), row.id)
     });
     SourceView {
@@ -681,7 +708,10 @@ async fn put_scene(
 }
 
 /// Sends the studio's stored scene to its origin if it is live.
-async fn push_scene(service: &StudioService, studio: &StudioRow) -> Result<(), ApiError> {
+pub(crate) async fn push_scene(
+    service: &StudioService,
+    studio: &StudioRow,
+) -> Result<(), ApiError> {
     if let Some(broadcast) = service.store.broadcast(&studio.id).await? {
         let sources = service.store.sources_of(&studio.id).await?;
         let spec = origin::scene_spec(&studio.scene(), &sources);
@@ -711,6 +741,12 @@ struct BroadcastView {
     started_at: Option<String>,
     origin: Option<String>,
     destinations: Vec<DestinationStatusView>,
+    /// While live: where a WHEP player POSTs its offer to watch the
+    /// program, with `viewer_token` as bearer token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    whep_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    viewer_token: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -773,6 +809,7 @@ async fn start_broadcast(
         return Err(err);
     }
     tracing::info!(studio = %id, origin = %broadcast.origin_id, "broadcast started");
+    let (whep_url, viewer_token) = service.playback(&id)?;
     let view = BroadcastView {
         state: "live".to_owned(),
         failure: None,
@@ -781,6 +818,8 @@ async fn start_broadcast(
         started_at: Some(broadcast.started_at),
         origin: Some(broadcast.origin_id),
         destinations: Vec::new(),
+        whep_url: Some(whep_url),
+        viewer_token: Some(viewer_token),
     };
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
@@ -800,6 +839,8 @@ async fn read_broadcast(
             started_at: None,
             origin: None,
             destinations: Vec::new(),
+            whep_url: None,
+            viewer_token: None,
         }));
     };
     let status = match service.origins.status(&broadcast.origin_url, &id).await {
@@ -816,6 +857,7 @@ async fn read_broadcast(
         Err(err) => return Err(err),
     };
     let destinations = service.store.destinations_of(&id).await?;
+    let (whep_url, viewer_token) = service.playback(&id)?;
     let views = status
         .destinations
         .into_iter()
@@ -836,8 +878,13 @@ async fn read_broadcast(
         started_at: Some(broadcast.started_at),
         origin: Some(broadcast.origin_id),
         destinations: views,
+        whep_url: Some(whep_url),
+        viewer_token: Some(viewer_token),
     }))
 }
+
+/// How long a viewer token handed to the host stays valid.
+const VIEWER_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
 
 async fn stop_broadcast(
     State(service): State<StudioService>,
@@ -903,6 +950,72 @@ async fn authorize_ingest(
     Ok(Json(IngestGrant {
         studio: source.studio_id,
         source: source.id,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct AuthorizePlayback {
+    studio: String,
+    token: String,
+}
+
+#[derive(Debug, Serialize)]
+struct PlaybackGrant {
+    studio: String,
+    viewer: String,
+}
+
+/// An edge asks whether a player's token may watch a studio's program.
+async fn authorize_playback(
+    State(service): State<StudioService>,
+    _node: NodeAuth,
+    ApiJson(body): ApiJson<AuthorizePlayback>,
+) -> Result<Json<PlaybackGrant>, ApiError> {
+    let claims = service.keys.verify_studio(&body.token)?;
+    if claims.studio != body.studio {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_studio",
+            "this token is for another studio",
+        ));
+    }
+    if service.store.broadcast(&body.studio).await?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_live",
+            "the studio is not live",
+        ));
+    }
+    Ok(Json(PlaybackGrant {
+        studio: claims.studio,
+        viewer: claims.sub,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+struct ProgramLocation {
+    origin: String,
+    mesh_addr: String,
+    fingerprint: String,
+}
+
+/// Where an edge reads a live studio's program: its origin's mesh endpoint.
+async fn program_location(
+    State(service): State<StudioService>,
+    _node: NodeAuth,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<ProgramLocation>, ApiError> {
+    let not_live = || ApiError::new(StatusCode::NOT_FOUND, "not_live", "the studio is not live");
+    let broadcast = service.store.broadcast(&id).await?.ok_or_else(not_live)?;
+    let origin = service
+        .nodes
+        .find(&broadcast.origin_id)
+        .filter(|node| !node.mesh_addr.is_empty())
+        .ok_or_else(not_live)?;
+    Ok(Json(ProgramLocation {
+        origin: origin.id,
+        mesh_addr: origin.mesh_addr,
+        fingerprint: origin.fingerprint,
     }))
 }
 

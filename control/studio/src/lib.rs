@@ -11,6 +11,7 @@
 mod api;
 mod nodes;
 mod origin;
+mod room;
 mod scene;
 mod store;
 
@@ -44,6 +45,7 @@ pub struct StudioService {
     keys: TokenKeys,
     node_token: NodeToken,
     origins: origin::OriginClient,
+    rooms: room::Rooms,
     settings: StudioSettings,
 }
 
@@ -72,6 +74,7 @@ impl StudioService {
             nodes: Nodes::default(),
             keys,
             origins: origin::OriginClient::new(node_token.clone()),
+            rooms: room::Rooms::default(),
             node_token,
             settings,
         })
@@ -84,6 +87,6 @@ impl StudioService {
 
     /// The service's routes: `/api/v1/studios…` and `/internal/v1/…`.
     pub fn router(self) -> Router {
-        api::routes().with_state(self)
+        api::routes().merge(room::routes()).with_state(self)
     }
 }

@@ -46,7 +46,8 @@ pub struct SourceRow {
     pub id: String,
     /// Studio id.
     pub studio_id: String,
-    /// `rtmp`.
+    /// `rtmp` or `whip` (encoders), `camera` or `screen` (a participant's
+    /// browser).
     pub kind: String,
     /// Display name.
     pub name: String,
@@ -133,6 +134,38 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| ApiError::not_found("studio"))
+    }
+
+    /// Studio `id`, whoever owns it (for guests, whose tokens name it).
+    pub async fn studio(&self, id: &str) -> Result<StudioRow, ApiError> {
+        sqlx::query_as::<_, StudioRow>("SELECT * FROM studios WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| ApiError::not_found("studio"))
+    }
+
+    /// Inserts a source, or renames it if it exists (a participant's camera
+    /// keeps its id, and so its place on stage, across visits).
+    pub async fn upsert_source(
+        &self,
+        source: &SourceRow,
+        key_digest: &str,
+    ) -> Result<(), ApiError> {
+        sqlx::query(
+            "INSERT INTO sources (id, studio_id, kind, name, key_digest, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT(id) DO UPDATE SET name = excluded.name",
+        )
+        .bind(&source.id)
+        .bind(&source.studio_id)
+        .bind(&source.kind)
+        .bind(&source.name)
+        .bind(key_digest)
+        .bind(&source.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// The owner's studios, newest first.

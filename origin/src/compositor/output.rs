@@ -98,6 +98,14 @@ pub(crate) fn build(core: &Arc<Core>, outputs: ProgramOutputs) -> Result<Output,
     );
     let audio_sink = appsink("audio-sink")?;
 
+    // Program audio for WebRTC players, which take Opus and not AAC: a
+    // second encoder beside the AAC one, only when the program goes to the
+    // mesh.
+    let opus = match &outputs.tracks {
+        Some(_) => Some(OpusBranch::build()?),
+        None => None,
+    };
+
     let pipeline = &core.pipeline;
     pipeline.add_many([
         &video_caps,
@@ -121,14 +129,33 @@ pub(crate) fn build(core: &Arc<Core>, outputs: ProgramOutputs) -> Result<Output,
         &h264_caps,
         video_sink.upcast_ref(),
     ])?;
-    gst::Element::link_many([
-        &core.audio_mixer,
-        &audio_caps,
-        &audio_convert,
-        &audio_encoder,
-        &aac_caps,
-        audio_sink.upcast_ref(),
-    ])?;
+    match &opus {
+        None => gst::Element::link_many([
+            &core.audio_mixer,
+            &audio_caps,
+            &audio_convert,
+            &audio_encoder,
+            &aac_caps,
+            audio_sink.upcast_ref(),
+        ])?,
+        Some(opus) => {
+            let tee = make("tee", "audio-tee")?;
+            let aac_queue = make("queue", "aac-queue")?;
+            pipeline.add_many([&tee, &aac_queue])?;
+            pipeline.add_many(opus.elements())?;
+            gst::Element::link_many([&core.audio_mixer, &audio_caps, &tee])?;
+            gst::Element::link_many([
+                &tee,
+                &aac_queue,
+                &audio_convert,
+                &audio_encoder,
+                &aac_caps,
+                audio_sink.upcast_ref(),
+            ])?;
+            tee.link(&opus.queue)?;
+            gst::Element::link_many(opus.elements())?;
+        }
+    }
 
     let publish = |track: &str| -> Result<Option<TrackProducer>, CompositorError> {
         let Some(tracks) = &outputs.tracks else {
@@ -138,6 +165,24 @@ pub(crate) fn build(core: &Arc<Core>, outputs: ProgramOutputs) -> Result<Output,
             .map_err(|e| CompositorError::Pipeline(e.to_string()))?;
         Ok(Some(tracks.publish(name)))
     };
+    if let Some(opus) = opus {
+        let mut out = OpusOut {
+            producer: publish("opus")?,
+            config: Arc::new(TrackConfig {
+                codec: Codec::Opus,
+                description: Bytes::new(),
+                width: 0,
+                height: 0,
+                sample_rate: AUDIO_RATE,
+                channels: AUDIO_CHANNELS as u8,
+            }),
+        };
+        opus.sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| out.on_sample(sink))
+                .build(),
+        );
+    }
     let mut video = Encoded::new(Media::Video, outputs.fanout.clone(), publish("video")?);
     let mut audio = Encoded::new(Media::Audio, outputs.fanout, publish("audio")?);
     video_sink.set_callbacks(
@@ -165,6 +210,77 @@ fn appsink(name: &str) -> Result<gst_app::AppSink, CompositorError> {
         .enable_last_sample(false)
         .max_buffers(64)
         .build())
+}
+
+/// The Opus encoder for WebRTC players.
+struct OpusBranch {
+    queue: gst::Element,
+    convert: gst::Element,
+    encoder: gst::Element,
+    sink: gst_app::AppSink,
+}
+
+impl OpusBranch {
+    fn build() -> Result<Self, CompositorError> {
+        let encoder = gst::ElementFactory::make("opusenc")
+            .name("opus-encoder")
+            .property("bitrate", (AUDIO_BITRATE_KBPS * 1000) as i32)
+            .build()?;
+        encoder.set_property_from_str("frame-size", "20");
+        encoder.set_property_from_str("audio-type", "generic");
+        Ok(Self {
+            queue: make("queue", "opus-queue")?,
+            convert: make("audioconvert", "opus-convert")?,
+            encoder,
+            sink: appsink("opus-sink")?,
+        })
+    }
+
+    fn elements(&self) -> [&gst::Element; 4] {
+        [
+            &self.queue,
+            &self.convert,
+            &self.encoder,
+            self.sink.upcast_ref(),
+        ]
+    }
+}
+
+/// Turns Opus packets into mesh frames of `studio/{id}/program/opus`.
+struct OpusOut {
+    producer: Option<TrackProducer>,
+    config: Arc<TrackConfig>,
+}
+
+impl OpusOut {
+    fn on_sample(&mut self, sink: &gst_app::AppSink) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+        let (Some(producer), Some(buffer)) = (&self.producer, sample.buffer_owned()) else {
+            return Ok(gst::FlowSuccess::Ok);
+        };
+        let segment = sample
+            .segment()
+            .and_then(|s| s.downcast_ref::<gst::ClockTime>().cloned());
+        let Some(pts) = buffer.pts() else {
+            return Ok(gst::FlowSuccess::Ok);
+        };
+        let running = segment.and_then(|s| s.to_running_time(pts)).unwrap_or(pts);
+        let payload = match buffer.into_mapped_buffer_readable() {
+            Ok(mapped) => Bytes::from_owner(mapped),
+            Err(_) => return Err(gst::FlowError::Error),
+        };
+        let frame = Frame {
+            timestamp_us: running.useconds() as i64,
+            composition_offset_us: 0,
+            keyframe: true,
+            payload,
+            config: self.config.clone(),
+        };
+        if producer.write(frame).is_err() {
+            self.producer = None;
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
 }
 
 /// Turns one encoder's output into program packets and mesh frames.

@@ -1,0 +1,695 @@
+//! The studio room: who is in it, who may come in, and what each may send.
+//!
+//! The host enters with their account; guests come with an invite link,
+//! which carries an expiring invite token. Redeeming it with a name gives
+//! the guest a studio token of their own (no account needed), and they wait
+//! until the host admits them. Everyone admitted is backstage; a
+//! participant whose camera or screen source is in the scene's `on_stage`
+//! is live.
+//!
+//! Each participant's camera and screen are sources of the studio whose ids
+//! derive from the studio and the participant, so a participant who leaves,
+//! reloads or reconnects comes back to the same sources, and with them to
+//! the same slot on stage.
+//!
+//! Presence lives in memory: one control-plane instance holds the rooms.
+// TODO: keep presence and admissions in Redis so that control-plane
+// instances share them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use buildstream_service::{ApiError, ApiJson, ApiPath, NodeAuth, StudioClaims};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::api::{check_name, limit_reached, push_scene, MAX_SOURCES_PER_STUDIO};
+use crate::store::{now_rfc3339, SourceRow};
+use crate::{Scene, StudioService};
+
+/// How long an invite link works unless the host says otherwise.
+const DEFAULT_INVITE_HOURS: u64 = 24;
+/// The longest an invite link may work.
+const MAX_INVITE_HOURS: u64 = 7 * 24;
+/// How long a guest's or host's studio token works.
+const PARTICIPANT_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
+/// A participant not heard from for this long is shown offline.
+const ONLINE_FOR: Duration = Duration::from_secs(10);
+/// Participants one room holds at most, waiting ones included.
+const MAX_PARTICIPANTS: usize = 32;
+
+pub fn routes() -> Router<StudioService> {
+    Router::new()
+        .route("/api/v1/studios/{id}/invites", post(create_invite))
+        .route("/api/v1/studios/{id}/room", get(read_room))
+        .route("/api/v1/studios/{id}/room/guests", post(redeem_invite))
+        .route("/api/v1/studios/{id}/room/join", post(join))
+        .route("/api/v1/studios/{id}/room/me", delete(leave))
+        .route("/api/v1/studios/{id}/room/screen", post(screen_source))
+        .route(
+            "/api/v1/studios/{id}/room/participants/{participant}/admit",
+            post(admit),
+        )
+        .route(
+            "/api/v1/studios/{id}/room/participants/{participant}",
+            delete(remove),
+        )
+        .route("/internal/v1/room/authorize", post(authorize_media))
+}
+
+/// The rooms of every studio.
+#[derive(Clone, Default)]
+pub struct Rooms {
+    inner: Arc<Mutex<HashMap<String, Room>>>,
+}
+
+#[derive(Default)]
+struct Room {
+    /// By subject (user id or guest id).
+    participants: HashMap<String, Participant>,
+    /// Guests the host removed; their tokens no longer open the room.
+    removed: Vec<String>,
+}
+
+#[derive(Clone)]
+struct Participant {
+    id: String,
+    name: String,
+    host: bool,
+    admitted: bool,
+    last_seen: Instant,
+    camera: String,
+    screen: String,
+}
+
+impl Rooms {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Room>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets a deleted studio's room.
+    pub fn forget(&self, studio: &str) {
+        self.lock().remove(studio);
+    }
+}
+
+/// Who is calling, from their bearer token.
+#[derive(Debug, Clone)]
+struct Caller {
+    sub: String,
+    host: bool,
+    /// A guest's name from their token.
+    name: String,
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    buildstream_service::auth::bearer_token(headers)
+}
+
+/// The host (their access token, for a studio they own, or their studio
+/// token) or a guest (their guest token for this studio).
+async fn caller(
+    service: &StudioService,
+    headers: &HeaderMap,
+    studio: &str,
+) -> Result<Caller, ApiError> {
+    let token = bearer(headers).ok_or_else(|| ApiError::unauthorized("bearer token required"))?;
+    if let Ok(access) = service.keys.verify(token) {
+        service.store.owned_studio(&access.sub, studio).await?;
+        return Ok(Caller {
+            sub: access.sub,
+            host: true,
+            name: String::new(),
+        });
+    }
+    studio_caller(service, token, studio)
+}
+
+fn studio_caller(service: &StudioService, token: &str, studio: &str) -> Result<Caller, ApiError> {
+    let claims = service.keys.verify_studio(token)?;
+    if claims.studio != studio {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_studio",
+            "this token is for another studio",
+        ));
+    }
+    let caller = match claims.role.as_str() {
+        "host" => Caller {
+            sub: claims.sub,
+            host: true,
+            name: claims.name,
+        },
+        "guest" => Caller {
+            sub: claims.sub,
+            host: false,
+            name: claims.name,
+        },
+        _ => return Err(ApiError::unauthorized("this token does not open the room")),
+    };
+    let removed = service
+        .rooms
+        .lock()
+        .get(studio)
+        .is_some_and(|room| room.removed.contains(&caller.sub));
+    if removed {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "removed",
+            "the host removed you from this studio",
+        ));
+    }
+    Ok(caller)
+}
+
+/// A JSON body that may be left out entirely.
+fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|err| ApiError::invalid("invalid_json", format!("request body: {err}")))
+}
+
+fn host_only(caller: &Caller) -> Result<(), ApiError> {
+    if caller.host {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "host_only",
+            "only the host may do this",
+        ))
+    }
+}
+
+/// A participant's source id: stable for the studio and the participant,
+/// unguessable without both.
+fn source_id(prefix: &str, studio: &str, sub: &str) -> String {
+    let digest = Sha256::digest(format!("{studio}\n{sub}").as_bytes());
+    format!("{prefix}{}", hex::encode(&digest[..8]))
+}
+
+fn participant_id(studio: &str, sub: &str) -> String {
+    source_id("p_", studio, sub)
+}
+
+// ---- invites ----------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+struct CreateInvite {
+    /// How long the link works, 1 to 168 hours; 24 if unset.
+    #[serde(default)]
+    hours: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct InviteView {
+    /// Path of the web app's join page with the invite in its fragment
+    /// (which browsers do not send to servers); prefix it with the app's
+    /// address to share it.
+    invite_path: String,
+    invite_token: String,
+    expires_in_seconds: u64,
+}
+
+async fn create_invite(
+    State(service): State<StudioService>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<InviteView>), ApiError> {
+    host_only(&caller(&service, &headers, &id).await?)?;
+    let body: CreateInvite = optional_json(&body)?;
+    let hours = body.hours.unwrap_or(DEFAULT_INVITE_HOURS);
+    if !(1..=MAX_INVITE_HOURS).contains(&hours) {
+        return Err(ApiError::invalid(
+            "invalid_hours",
+            format!("hours must be 1-{MAX_INVITE_HOURS}"),
+        ));
+    }
+    let ttl = Duration::from_secs(hours * 3600);
+    let token = service.keys.issue_studio(
+        StudioClaims {
+            sub: buildstream_service::id::random("inv_"),
+            studio: id.clone(),
+            role: "invite".to_owned(),
+            name: String::new(),
+            iat: 0,
+            exp: 0,
+            typ: String::new(),
+        },
+        ttl,
+    )?;
+    Ok((
+        StatusCode::CREATED,
+        Json(InviteView {
+            invite_path: format!("/join/{id}#invite={token}"),
+            invite_token: token,
+            expires_in_seconds: ttl.as_secs(),
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct RedeemInvite {
+    invite: String,
+    name: String,
+}
+
+#[derive(Debug, Serialize)]
+struct GuestPass {
+    /// The guest's own token for this studio: for the room here and for
+    /// media at the edge.
+    guest_token: String,
+    participant: String,
+}
+
+async fn redeem_invite(
+    State(service): State<StudioService>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<RedeemInvite>,
+) -> Result<(StatusCode, Json<GuestPass>), ApiError> {
+    let invite = service.keys.verify_studio(&body.invite)?;
+    if invite.role != "invite" || invite.studio != id {
+        return Err(ApiError::unauthorized("this invite is not for this studio"));
+    }
+    let name = check_name("name", &body.name, 64)?;
+    let sub = buildstream_service::id::random("gst_");
+    let token = service.keys.issue_studio(
+        StudioClaims {
+            sub: sub.clone(),
+            studio: id.clone(),
+            role: "guest".to_owned(),
+            name,
+            iat: 0,
+            exp: 0,
+            typ: String::new(),
+        },
+        PARTICIPANT_TOKEN_TTL,
+    )?;
+    Ok((
+        StatusCode::CREATED,
+        Json(GuestPass {
+            guest_token: token,
+            participant: participant_id(&id, &sub),
+        }),
+    ))
+}
+
+// ---- presence ---------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+struct Join {
+    /// The host's display name; guests keep the one they were invited with.
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct JoinView {
+    /// Token for the edge: publishing this participant's sources and
+    /// receiving the others'.
+    media_token: String,
+    /// The edge's HTTP base for WebRTC.
+    edge_url: String,
+    room: RoomView,
+}
+
+#[derive(Debug, Serialize)]
+struct RoomView {
+    you: ParticipantView,
+    participants: Vec<ParticipantView>,
+    scene: Scene,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct ParticipantView {
+    id: String,
+    name: String,
+    role: &'static str,
+    /// `waiting` (a guest not yet admitted), `backstage` or `stage`.
+    state: &'static str,
+    online: bool,
+    camera_source: String,
+    screen_source: String,
+}
+
+fn view(p: &Participant, scene: &Scene) -> ParticipantView {
+    let state = if !p.admitted {
+        "waiting"
+    } else if scene.on_stage.contains(&p.camera) || scene.on_stage.contains(&p.screen) {
+        "stage"
+    } else {
+        "backstage"
+    };
+    ParticipantView {
+        id: p.id.clone(),
+        name: p.name.clone(),
+        role: if p.host { "host" } else { "guest" },
+        state,
+        online: p.last_seen.elapsed() < ONLINE_FOR,
+        camera_source: p.camera.clone(),
+        screen_source: p.screen.clone(),
+    }
+}
+
+/// The room as `caller` sees it, marking them present.
+async fn snapshot(
+    service: &StudioService,
+    studio: &str,
+    caller: &Caller,
+) -> Result<RoomView, ApiError> {
+    let scene = service.store.studio(studio).await?.scene();
+    let mut rooms = service.rooms.lock();
+    let room = rooms.entry(studio.to_owned()).or_default();
+    let me = room
+        .participants
+        .get_mut(&caller.sub)
+        .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "not_joined", "join the room first"))?;
+    me.last_seen = Instant::now();
+    let you = view(me, &scene);
+    let mut participants: Vec<ParticipantView> = room
+        .participants
+        .values()
+        .map(|p| view(p, &scene))
+        .collect();
+    participants.sort_by(|a, b| (b.role == "host", &a.name).cmp(&(a.role == "host", &b.name)));
+    Ok(RoomView {
+        you,
+        participants,
+        scene,
+    })
+}
+
+async fn join(
+    State(service): State<StudioService>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+    body: Bytes,
+) -> Result<Json<JoinView>, ApiError> {
+    let caller = caller(&service, &headers, &id).await?;
+    let body: Join = optional_json(&body)?;
+    let name = match (caller.host, body.name) {
+        (true, Some(name)) => check_name("name", &name, 64)?,
+        (true, None) => "Host".to_owned(),
+        (false, _) => caller.name.clone(),
+    };
+    let camera = source_id("cam_", &id, &caller.sub);
+    let screen = source_id("scr_", &id, &caller.sub);
+    let known = service
+        .store
+        .sources_of(&id)
+        .await?
+        .iter()
+        .any(|s| s.id == camera);
+    if !known && service.store.attachment_counts(&id).await?.0 >= MAX_SOURCES_PER_STUDIO {
+        return Err(limit_reached("sources per studio", MAX_SOURCES_PER_STUDIO));
+    }
+    service
+        .store
+        .upsert_source(
+            &SourceRow {
+                id: camera.clone(),
+                studio_id: id.clone(),
+                kind: "camera".to_owned(),
+                name: name.clone(),
+                created_at: now_rfc3339(),
+            },
+            &unusable_key_digest(),
+        )
+        .await?;
+    {
+        let mut rooms = service.rooms.lock();
+        let room = rooms.entry(id.clone()).or_default();
+        if !room.participants.contains_key(&caller.sub)
+            && room.participants.len() >= MAX_PARTICIPANTS
+        {
+            return Err(limit_reached(
+                "participants per room",
+                MAX_PARTICIPANTS as i64,
+            ));
+        }
+        let participant = room
+            .participants
+            .entry(caller.sub.clone())
+            .or_insert_with(|| Participant {
+                id: participant_id(&id, &caller.sub),
+                name: name.clone(),
+                host: caller.host,
+                admitted: caller.host,
+                last_seen: Instant::now(),
+                camera: camera.clone(),
+                screen: screen.clone(),
+            });
+        participant.name = name.clone();
+        participant.last_seen = Instant::now();
+    }
+    tracing::info!(studio = %id, participant = %participant_id(&id, &caller.sub), host = caller.host, "joined the room");
+    let media_token = if caller.host {
+        service.keys.issue_studio(
+            StudioClaims {
+                sub: caller.sub.clone(),
+                studio: id.clone(),
+                role: "host".to_owned(),
+                name: name.clone(),
+                iat: 0,
+                exp: 0,
+                typ: String::new(),
+            },
+            PARTICIPANT_TOKEN_TTL,
+        )?
+    } else {
+        bearer(&headers).unwrap_or_default().to_owned()
+    };
+    Ok(Json(JoinView {
+        media_token,
+        edge_url: service.public_edge_http_url(),
+        room: snapshot(&service, &id, &caller).await?,
+    }))
+}
+
+/// Participant sources are published with studio tokens at the edge, never
+/// with a stream key; they get a random key nobody learns.
+fn unusable_key_digest() -> String {
+    buildstream_service::secret::digest(&buildstream_service::secret::generate("none_"))
+}
+
+async fn read_room(
+    State(service): State<StudioService>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<RoomView>, ApiError> {
+    let caller = caller(&service, &headers, &id).await?;
+    Ok(Json(snapshot(&service, &id, &caller).await?))
+}
+
+async fn leave(
+    State(service): State<StudioService>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let caller = caller(&service, &headers, &id).await?;
+    if let Some(room) = service.rooms.lock().get_mut(&id) {
+        // Offline at once; the entry (and admission) stays for a return.
+        if let Some(p) = room.participants.get_mut(&caller.sub) {
+            p.last_seen = Instant::now() - ONLINE_FOR;
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize)]
+struct ScreenView {
+    screen_source: String,
+}
+
+/// Makes sure the caller's screen source exists, before they share.
+async fn screen_source(
+    State(service): State<StudioService>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<ScreenView>, ApiError> {
+    let caller = caller(&service, &headers, &id).await?;
+    let (screen, name) = {
+        let rooms = service.rooms.lock();
+        let p = rooms
+            .get(&id)
+            .and_then(|room| room.participants.get(&caller.sub))
+            .filter(|p| p.admitted)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "not_admitted",
+                    "wait until the host admits you",
+                )
+            })?;
+        (p.screen.clone(), format!("{} (screen)", p.name))
+    };
+    let known = service
+        .store
+        .sources_of(&id)
+        .await?
+        .iter()
+        .any(|s| s.id == screen);
+    if !known && service.store.attachment_counts(&id).await?.0 >= MAX_SOURCES_PER_STUDIO {
+        return Err(limit_reached("sources per studio", MAX_SOURCES_PER_STUDIO));
+    }
+    service
+        .store
+        .upsert_source(
+            &SourceRow {
+                id: screen.clone(),
+                studio_id: id.clone(),
+                kind: "screen".to_owned(),
+                name,
+                created_at: now_rfc3339(),
+            },
+            &unusable_key_digest(),
+        )
+        .await?;
+    Ok(Json(ScreenView {
+        screen_source: screen,
+    }))
+}
+
+async fn admit(
+    State(service): State<StudioService>,
+    headers: HeaderMap,
+    ApiPath((id, participant)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    host_only(&caller(&service, &headers, &id).await?)?;
+    let mut rooms = service.rooms.lock();
+    let p = rooms
+        .get_mut(&id)
+        .and_then(|room| room.participants.values_mut().find(|p| p.id == participant))
+        .ok_or_else(|| ApiError::not_found("participant"))?;
+    p.admitted = true;
+    tracing::info!(studio = %id, %participant, "guest admitted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes a guest: off stage, out of the room, their token refused from
+/// now on.
+async fn remove(
+    State(service): State<StudioService>,
+    headers: HeaderMap,
+    ApiPath((id, participant)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    host_only(&caller(&service, &headers, &id).await?)?;
+    let gone = {
+        let mut rooms = service.rooms.lock();
+        let room = rooms
+            .get_mut(&id)
+            .ok_or_else(|| ApiError::not_found("participant"))?;
+        let sub = room
+            .participants
+            .iter()
+            .find(|(_, p)| p.id == participant)
+            .map(|(sub, p)| (sub.clone(), p.host))
+            .ok_or_else(|| ApiError::not_found("participant"))?;
+        if sub.1 {
+            return Err(ApiError::invalid("host", "the host cannot be removed"));
+        }
+        room.removed.push(sub.0.clone());
+        room.participants.remove(&sub.0)
+    };
+    if let Some(gone) = gone {
+        let mut studio = service.store.studio(&id).await?;
+        let mut scene = studio.scene();
+        let before = scene.on_stage.len();
+        scene
+            .on_stage
+            .retain(|s| *s != gone.camera && *s != gone.screen);
+        if scene.on_stage.len() != before {
+            studio.scene =
+                serde_json::to_string(&scene).map_err(|err| ApiError::internal(err.to_string()))?;
+            service.store.update_studio(&studio).await?;
+            push_scene(&service, &studio).await?;
+        }
+        service.store.delete_source(&id, &gone.camera).await?;
+        service.store.delete_source(&id, &gone.screen).await?;
+        tracing::info!(studio = %id, %participant, "guest removed");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- media at the edge ------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct AuthorizeMedia {
+    studio: String,
+    token: String,
+    source: String,
+    /// `publish` (send this source), `play` (receive it) or `identify`
+    /// (who is this; `source` is ignored).
+    action: String,
+}
+
+#[derive(Debug, Serialize)]
+struct MediaGrant {
+    participant: String,
+}
+
+/// An edge asks whether a participant may publish or receive a source.
+async fn authorize_media(
+    State(service): State<StudioService>,
+    _node: NodeAuth,
+    ApiJson(body): ApiJson<AuthorizeMedia>,
+) -> Result<Json<MediaGrant>, ApiError> {
+    let caller = studio_caller(&service, &body.token, &body.studio)?;
+    let (admitted, camera, screen, id) = {
+        let rooms = service.rooms.lock();
+        let p = rooms
+            .get(&body.studio)
+            .and_then(|room| room.participants.get(&caller.sub))
+            .ok_or_else(|| {
+                ApiError::new(StatusCode::FORBIDDEN, "not_joined", "join the room first")
+            })?;
+        (p.admitted, p.camera.clone(), p.screen.clone(), p.id.clone())
+    };
+    if body.action == "identify" {
+        return Ok(Json(MediaGrant { participant: id }));
+    }
+    if !admitted {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_admitted",
+            "wait until the host admits you",
+        ));
+    }
+    match body.action.as_str() {
+        "publish" if body.source == camera || body.source == screen => {}
+        "publish" => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "not_yours",
+                "participants publish only their own camera and screen",
+            ))
+        }
+        "play" => {
+            let known = service
+                .store
+                .sources_of(&body.studio)
+                .await?
+                .iter()
+                .any(|s| s.id == body.source);
+            if !known {
+                return Err(ApiError::not_found("source"));
+            }
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "invalid_action",
+                "action must be publish or play",
+            ))
+        }
+    }
+    Ok(Json(MediaGrant { participant: id }))
+}
