@@ -376,3 +376,234 @@ async fn whip_refuses_wrong_keys_and_unusable_offers_with_reasons() {
     assert_eq!(delete(key.clone()).await.unwrap().status(), 200);
     assert_eq!(delete(key.clone()).await.unwrap().status(), 404);
 }
+
+/// The studio room with two browsers: a host and a guest invited by link,
+/// each receiving the other through the edge, both on stage in the program;
+/// the guest reloads and is back in their slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_and_an_invited_guest_go_live_together_and_survive_a_reload() {
+    use tokio::io::AsyncBufReadExt;
+
+    init();
+    let _turn = HEAVY.lock().await;
+    let certs = TempDir::new("room-ca");
+    let ca = TestCa::create(certs.path());
+    let deployment = Deployment::dev(&ca).await;
+    let sink = Nginx::start("room-sink", None);
+    let api = Api::sign_up(&deployment.api).await;
+    let studio = api.create_studio("Room").await;
+
+    let mut script = browser_script(
+        "room.mjs",
+        &[&deployment.api, &api.token, &studio, &sink.rtmp_url(), "12"],
+    );
+    let mut lines = tokio::io::BufReader::new(script.stdout.take().unwrap()).lines();
+    let mut seen: Vec<Value> = Vec::new();
+    let mut next_step = async |name: &str| -> Value {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(90), lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("no {name} step in time; saw {seen:?}"))
+                .expect("script output")
+                .unwrap_or_else(|| panic!("script ended before {name}; saw {seen:?}"));
+            let Ok(value) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            seen.push(value.clone());
+            if value["step"] == name {
+                return value;
+            }
+        }
+    };
+
+    let connected = next_step("connected").await;
+    println!("room: {connected}");
+    let delay = next_step("delay").await;
+    println!("participant to participant through the edge: {delay}");
+    assert!(delay["samples"].as_u64().unwrap_or(0) >= 10, "{delay}");
+
+    next_step("live").await;
+    let recording = sink.recording("room");
+    wait_for("8 s of program", Duration::from_secs(60), || {
+        (recorded_seconds(&recording) >= 8.0).then_some(())
+    });
+    let frame = RgbFrame::grab(&recording, 1.0).expect("a frame");
+    let (left, right) = (frame.mean(0.25, 0.5, 40), frame.mean(0.75, 0.5, 40));
+    let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::copy(&recording, artifacts.join("room-program.flv")).ok();
+    assert!(
+        looks(left, "blue") || left.iter().all(|&c| c > 200),
+        "host (blue or white) on the left: {left:?}"
+    );
+    assert!(
+        looks(right, "green"),
+        "guest's camera on the right: {right:?}"
+    );
+
+    let sending = next_step("sending").await;
+    println!("room media: {sending}");
+    let reloaded = next_step("reloaded").await;
+    println!("guest reload: {reloaded}");
+    assert_eq!(reloaded["state"], "stage", "{reloaded}");
+    assert_eq!(reloaded["same_camera"], true);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let frame = RgbFrame::grab(&recording, 0.5).expect("a frame after the reload");
+    let right = frame.mean(0.75, 0.5, 40);
+    assert!(
+        looks(right, "green"),
+        "the guest is back in their slot: {right:?}"
+    );
+    next_step("done").await;
+    let status = tokio::time::timeout(Duration::from_secs(60), script.wait())
+        .await
+        .expect("script exits")
+        .unwrap();
+    assert!(status.success());
+    let broadcast = api
+        .ok("GET", &format!("/api/v1/studios/{studio}/broadcast"), None)
+        .await;
+    assert_eq!(broadcast["destinations"][0]["state"], "live", "{broadcast}");
+}
+
+/// Room signaling at the edge wants the participant's own studio token:
+/// none, another studio's, an expired one, a waiting guest's, or a
+/// publish of someone else's camera are all refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_signaling_refuses_missing_foreign_expired_and_unadmitted_tokens() {
+    init();
+    let certs = TempDir::new("room-refusals-ca");
+    let ca = TestCa::create(certs.path());
+    let deployment = Deployment::dev(&ca).await;
+    let api = Api::sign_up(&deployment.api).await;
+    let studio = api.create_studio("Mine").await;
+    let other = api.create_studio("Other").await;
+
+    let join = |studio: String, token: String| {
+        let api = &api;
+        async move {
+            let response = api
+                .http
+                .post(format!("{}/api/v1/studios/{studio}/room/join", api.base))
+                .bearer_auth(token)
+                .json(&json!({"name": "Host"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let mine = join(studio.clone(), api.token.clone()).await;
+    let theirs = join(other.clone(), api.token.clone()).await;
+    let edge = mine["edge_url"].as_str().unwrap().to_owned();
+    assert_eq!(edge, deployment.edge_http);
+    let camera = mine["room"]["you"]["camera_source"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = mine["media_token"].as_str().unwrap().to_owned();
+    let foreign = theirs["media_token"].as_str().unwrap().to_owned();
+
+    // A guest who is still waiting.
+    let invite = api
+        .ok(
+            "POST",
+            &format!("/api/v1/studios/{studio}/invites"),
+            Some(json!({"hours": 1})),
+        )
+        .await;
+    let pass: Value = api
+        .http
+        .post(format!("{}/api/v1/studios/{studio}/room/guests", api.base))
+        .json(&json!({"invite": invite["invite_token"], "name": "Wanda"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let waiting = pass["guest_token"].as_str().unwrap().to_owned();
+    let waiting_join = join(studio.clone(), waiting.clone()).await;
+    let waiting_camera = waiting_join["room"]["you"]["camera_source"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A guest token that expired an hour ago, correctly signed.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "gst_old", "studio": studio, "role": "guest", "name": "Old",
+                "iat": now - 7200, "exp": now - 3600, "typ": "studio"}),
+        &jsonwebtoken::EncodingKey::from_secret(TOKEN_SECRET.as_bytes()).unwrap(),
+    )
+    .unwrap();
+
+    let offer = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("edge/tests/offers/browser-sendonly.sdp"),
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    let publish = |source: &str, token: Option<&str>| {
+        let mut request = http
+            .post(format!("{edge}/rtc/{studio}/publish/{source}"))
+            .header("content-type", "application/sdp")
+            .body(offer.clone());
+        if let Some(token) = token {
+            request = request.bearer_auth(token.to_owned());
+        }
+        request.send()
+    };
+    for (what, source, token, status) in [
+        ("no token", camera.as_str(), None, 401),
+        ("garbage", &camera, Some("x.y.z"), 401),
+        (
+            "the account's access token",
+            &camera,
+            Some(api.token.as_str()),
+            401,
+        ),
+        (
+            "another studio's token",
+            &camera,
+            Some(foreign.as_str()),
+            403,
+        ),
+        (
+            "an expired guest token",
+            &camera,
+            Some(expired.as_str()),
+            401,
+        ),
+        (
+            "a waiting guest",
+            &waiting_camera,
+            Some(waiting.as_str()),
+            403,
+        ),
+        (
+            "someone else's camera",
+            &waiting_camera,
+            Some(token.as_str()),
+            403,
+        ),
+    ] {
+        let response = publish(source, token).await.unwrap();
+        assert_eq!(response.status(), status, "{what}");
+    }
+    // The host's own camera with their own token is taken.
+    let response = publish(&camera, Some(&token)).await.unwrap();
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    // Only they may end it.
+    let end = |token: String| {
+        http.delete(format!("{edge}{location}"))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(end(waiting.clone()).await.unwrap().status(), 404);
+    assert_eq!(end(token.clone()).await.unwrap().status(), 200);
+}

@@ -9,6 +9,10 @@ use serde_json::Value;
 
 use super::*;
 
+/// The deployment's token signing secret, so that tests can forge tokens
+/// the way an attacker who had it could (expired ones, say).
+pub const TOKEN_SECRET: &str = "test-token-secret-0123456789abcdef0123";
+
 pub const NODE_TOKEN: &str = "test-node-token-0123456789";
 
 /// Ports and files of one deployment under test.
@@ -33,10 +37,7 @@ fn common_env(command: &mut Command, data: &Path, ca: &TestCa) {
         .env("BUILDSTREAM_WEBRTC_REMOTE_NETWORKS", "127.0.0.0/8,::1")
         // The sinks are nginx servers on loopback.
         .env("BUILDSTREAM_ALLOW_PRIVATE_DESTINATIONS", "true")
-        .env(
-            "BUILDSTREAM_TOKEN_SECRET",
-            "test-token-secret-0123456789abcdef0123",
-        )
+        .env("BUILDSTREAM_TOKEN_SECRET", TOKEN_SECRET)
         .stdin(Stdio::null());
     if std::env::var_os("BUILDSTREAM_TEST_LOGS").is_none() {
         command.stdout(Stdio::null()).stderr(Stdio::null());

@@ -20,7 +20,9 @@ export async function launch() {
       "--use-fake-device-for-media-stream",
       "--use-fake-ui-for-media-stream",
       "--allow-loopback-in-peer-connection",
-      "--disable-features=WebRtcHideLocalIpsWithMdns",
+      // Test pages are fulfilled by the test, not fetched, so Chromium puts
+      // them in no address space and would ask before they call loopback.
+      "--disable-features=WebRtcHideLocalIpsWithMdns,LocalNetworkAccessChecks",
     ],
   });
 }
