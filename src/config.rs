@@ -46,6 +46,8 @@ pub struct ControlSettings {
     pub default_ingest_url: String,
     /// Edge HTTP base (WHIP, WebRTC) handed out when no edge has registered.
     pub default_edge_http_url: String,
+    /// The built web app, served at `/`.
+    pub web_dir: PathBuf,
 }
 
 /// `[edge]`
@@ -120,6 +122,7 @@ impl Default for ControlSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             default_ingest_url: "rtmp://127.0.0.1:1935/live".to_owned(),
             default_edge_http_url: "http://127.0.0.1:8082".to_owned(),
+            web_dir: PathBuf::from("web/dist"),
         }
     }
 }
@@ -184,6 +187,9 @@ pub struct Overrides {
     /// Control plane HTTP address.
     #[arg(long, env = "BUILDSTREAM_HTTP_LISTEN", global = true, value_parser = listen_addr)]
     pub http_listen: Option<SocketAddr>,
+    /// Directory of the built web app the control plane serves.
+    #[arg(long, env = "BUILDSTREAM_WEB_DIR", global = true)]
+    pub web_dir: Option<PathBuf>,
     /// Control plane base URL (edges and origins).
     #[arg(long, env = "BUILDSTREAM_CONTROL_URL", global = true)]
     pub control_url: Option<String>,
@@ -254,6 +260,9 @@ impl Settings {
         }
         if let Some(v) = o.http_listen {
             self.control.listen = v;
+        }
+        if let Some(v) = &o.web_dir {
+            self.control.web_dir.clone_from(v);
         }
         if let Some(v) = &o.control_url {
             self.edge.control_url.clone_from(v);

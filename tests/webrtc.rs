@@ -453,6 +453,9 @@ async fn a_host_and_an_invited_guest_go_live_together_and_survive_a_reload() {
         looks(right, "green"),
         "the guest is back in their slot: {right:?}"
     );
+    let removed = next_step("removed").await;
+    println!("guest removed: {removed}");
+    assert_eq!(removed["room_status"], 403, "{removed}");
     next_step("done").await;
     let status = tokio::time::timeout(Duration::from_secs(60), script.wait())
         .await

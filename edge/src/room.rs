@@ -79,6 +79,10 @@ pub trait RoomAuthority: Send + Sync + 'static {
     ) -> impl Future<Output = Result<String, RoomRefusal>> + Send;
 }
 
+/// How often a room session's right to go on is checked again: a guest the
+/// host removes loses their media within this.
+const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 struct RoomState<R> {
     webrtc: WebrtcEdge,
     authority: R,
@@ -215,6 +219,14 @@ async fn publish<R: RoomAuthority>(
     {
         Ok(accepted) => {
             tracing::info!(%studio, %participant, %source, session = %accepted.id, "participant publishing");
+            keep_checking(
+                &state,
+                &headers,
+                &studio,
+                &source,
+                MediaAction::Publish,
+                &accepted.id,
+            );
             created(&studio, &accepted.id, accepted.answer)
         }
         Err(err) => offer_refused(&err),
@@ -253,9 +265,62 @@ async fn play<R: RoomAuthority>(
         Some(audio),
         &owner(&studio, &participant),
     ) {
-        Ok(accepted) => created(&studio, &accepted.id, accepted.answer),
+        Ok(accepted) => {
+            keep_checking(
+                &state,
+                &headers,
+                &studio,
+                &source,
+                MediaAction::Play,
+                &accepted.id,
+            );
+            created(&studio, &accepted.id, accepted.answer)
+        }
         Err(err) => offer_refused(&err),
     }
+}
+
+/// Asks again, every few seconds while `session` lasts, whether its
+/// participant may still do what they started; ends it when not (removed
+/// by the host, token expired, source deleted). An authority that cannot
+/// answer leaves the session be.
+fn keep_checking<R: RoomAuthority>(
+    state: &Arc<RoomState<R>>,
+    headers: &HeaderMap,
+    studio: &str,
+    source: &str,
+    action: MediaAction,
+    session: &str,
+) {
+    let Some(token) = bearer(headers).map(str::to_owned) else {
+        return;
+    };
+    let (state, studio, source, session) = (
+        state.clone(),
+        studio.to_owned(),
+        source.to_owned(),
+        session.to_owned(),
+    );
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(RECHECK_EVERY).await;
+            if state.webrtc.owner(&session).is_none() {
+                return;
+            }
+            match state
+                .authority
+                .authorize(&studio, &token, &source, action)
+                .await
+            {
+                Ok(_) | Err(RoomRefusal::Unavailable(_)) => {}
+                Err(refusal) => {
+                    tracing::info!(%studio, %source, %session, reason = %refusal, "room session no longer allowed; ended");
+                    state.webrtc.close(&session);
+                    return;
+                }
+            }
+        }
+    });
 }
 
 /// Whether the token's holder owns `session`.

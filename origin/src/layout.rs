@@ -19,6 +19,9 @@ pub enum Layout {
     /// The first source fills the frame, the second sits small in the
     /// bottom-right corner; the others are hidden.
     Pip,
+    /// The first source (a shared screen) large on the left, the others
+    /// (the speakers) in a column beside it.
+    Screen,
 }
 
 /// A rectangle on the output frame, in pixels.
@@ -74,6 +77,30 @@ pub fn arrange(layout: Layout, count: usize, width: u32, height: u32) -> Vec<Opt
             }
         }
         Layout::Split => grid_into(&mut tiles, count, 1, w, h),
+        Layout::Screen if count == 1 => tiles[0] = Some(full),
+        Layout::Screen => {
+            let gap = even(w / 80);
+            let side_w = even(w / 4);
+            let (main_w, main_h) = fit(w - side_w - 3 * gap, h - 2 * gap);
+            tiles[0] = Some(Rect {
+                x: gap,
+                y: even((h - main_h) / 2),
+                width: main_w,
+                height: main_h,
+            });
+            let speakers = (count - 1) as i32;
+            let (tile_w, tile_h) = fit(side_w, (h - gap * (speakers + 1)) / speakers);
+            let block_h = speakers * tile_h + (speakers - 1) * gap;
+            let top = (h - block_h) / 2;
+            for (index, tile) in tiles.iter_mut().skip(1).enumerate() {
+                *tile = Some(Rect {
+                    x: even(w - gap - side_w + (side_w - tile_w) / 2),
+                    y: even(top + index as i32 * (tile_h + gap)),
+                    width: tile_w,
+                    height: tile_h,
+                });
+            }
+        }
         Layout::Grid => {
             let columns = (1..).find(|c| c * c >= count).unwrap_or(1);
             let rows = count.div_ceil(columns);
@@ -100,13 +127,7 @@ fn grid_into(tiles: &mut [Option<Rect>], columns: usize, rows: usize, w: i32, h:
     let gap = even(w / 80);
     let cell_w = (w - gap * (columns_i + 1)) / columns_i;
     let cell_h = (h - gap * (rows_i + 1)) / rows_i;
-    // The largest 16:9 tile that fits a cell.
-    let (aw, ah) = TILE_ASPECT;
-    let (tile_w, tile_h) = if cell_w * ah <= cell_h * aw {
-        (even(cell_w), even(cell_w * ah / aw))
-    } else {
-        (even(cell_h * aw / ah), even(cell_h))
-    };
+    let (tile_w, tile_h) = fit(cell_w, cell_h);
     let block_h = rows_i * tile_h + (rows_i - 1) * gap;
     let top = (h - block_h) / 2;
     for (index, tile) in tiles.iter_mut().enumerate() {
@@ -121,6 +142,16 @@ fn grid_into(tiles: &mut [Option<Rect>], columns: usize, rows: usize, w: i32, h:
             width: tile_w,
             height: tile_h,
         });
+    }
+}
+
+/// The largest 16:9 tile, in even pixels, that fits `width` x `height`.
+fn fit(width: i32, height: i32) -> (i32, i32) {
+    let (aw, ah) = TILE_ASPECT;
+    if width * ah <= height * aw {
+        (even(width), even(width * ah / aw))
+    } else {
+        (even(height * aw / ah), even(height))
     }
 }
 
@@ -194,6 +225,30 @@ mod tests {
         assert!(small.width <= 320 && small.x > 640 && small.y > 360);
         assert!(inside(&small, 1280, 720));
         assert!(tiles[2].is_none());
+    }
+
+    #[test]
+    fn screen_puts_the_screen_large_and_the_speakers_beside_it() {
+        for count in 1..=5 {
+            let tiles: Vec<Rect> = arrange(Layout::Screen, count, 1280, 720)
+                .into_iter()
+                .map(|t| t.unwrap())
+                .collect();
+            let screen = tiles[0];
+            for (i, a) in tiles.iter().enumerate() {
+                assert!(inside(a, 1280, 720), "{count}: {a:?}");
+                for b in &tiles[i + 1..] {
+                    assert!(!overlaps(a, b), "{count}: {a:?} {b:?}");
+                }
+                if i > 0 {
+                    assert!(a.x > screen.x + screen.width, "beside: {a:?}");
+                    assert!(a.width < screen.width / 2);
+                }
+            }
+            if count > 1 {
+                assert!(screen.width >= 900, "{screen:?}");
+            }
+        }
     }
 
     #[test]

@@ -48,11 +48,12 @@ pub async fn router(settings: &Settings, secrets: &Secrets) -> anyhow::Result<Ro
         .await
         .context("migrating studio database")?;
 
+    let web = super::web::WebApp::new(settings.control.web_dir.clone());
     Ok(Router::new()
         .merge(users.router())
         .merge(studios.router())
         .route("/healthz", get(|| async { "ok" }))
-        .fallback(ApiError::no_route)
+        .fallback(move |request: Request| web.clone().serve(request))
         .method_not_allowed_fallback(ApiError::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(request_span)))

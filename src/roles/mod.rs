@@ -7,6 +7,7 @@ pub mod edge;
 pub mod mesh_sources;
 pub mod origin;
 pub mod program_relay;
+pub mod web;
 
 use std::time::Duration;
 

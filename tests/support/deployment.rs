@@ -33,6 +33,10 @@ fn common_env(command: &mut Command, data: &Path, ca: &TestCa) {
         .env("BUILDSTREAM_EXTRA_CA_FILE", &ca.ca_cert)
         .env("BUILDSTREAM_LOG", "info,moq_transport=error")
         .env("BUILDSTREAM_NODE_TOKEN", NODE_TOKEN)
+        .env(
+            "BUILDSTREAM_WEB_DIR",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("web/dist"),
+        )
         // WebRTC peers in tests are on loopback; anything else is ignored.
         .env("BUILDSTREAM_WEBRTC_REMOTE_NETWORKS", "127.0.0.0/8,::1")
         // The sinks are nginx servers on loopback.

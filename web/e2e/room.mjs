@@ -130,6 +130,17 @@ try {
   say("reloaded", { state: back.room.you.state, same_camera: back.room.you.camera_source === guestCamera,
     back_after_ms: resumedAt - reloadedAt });
   await new Promise((r) => setTimeout(r, 4000));
+
+  // The host removes the guest: their token stops working, and the edge
+  // ends the media they were sending.
+  const removedAt = Date.now();
+  await call(host, "DELETE", `/api/v1/studios/${studio}/room/participants/${back.room.you.id}`, hostToken);
+  const refused = await guest.evaluate(async ([api, studio, token]) =>
+    (await fetch(`${api}/api/v1/studios/${studio}/room`, { headers: { Authorization: "Bearer " + token } })).status,
+    [api, studio, pass.guest_token]);
+  await waitFor("the edge to end the removed guest's media", () =>
+    guest.evaluate(() => ["disconnected", "failed", "closed"].includes(window.published.pc.iceConnectionState)), 30000);
+  say("removed", { room_status: refused, media_ended_after_ms: Date.now() - removedAt });
   say("done", {});
 } catch (err) {
   console.error(`room: ${err.message}`);

@@ -51,7 +51,10 @@ pub fn routes() -> Router<StudioService> {
         .route("/api/v1/studios/{id}/room/guests", post(redeem_invite))
         .route("/api/v1/studios/{id}/room/join", post(join))
         .route("/api/v1/studios/{id}/room/me", delete(leave))
-        .route("/api/v1/studios/{id}/room/screen", post(screen_source))
+        .route(
+            "/api/v1/studios/{id}/room/screen",
+            post(screen_source).delete(stop_screen),
+        )
         .route(
             "/api/v1/studios/{id}/room/participants/{participant}/admit",
             post(admit),
@@ -86,6 +89,8 @@ struct Participant {
     last_seen: Instant,
     camera: String,
     screen: String,
+    /// Says they are sharing their screen (between the two calls).
+    sharing: bool,
 }
 
 impl Rooms {
@@ -339,6 +344,8 @@ struct ParticipantView {
     online: bool,
     camera_source: String,
     screen_source: String,
+    /// Whether their screen source is being published.
+    sharing: bool,
 }
 
 fn view(p: &Participant, scene: &Scene) -> ParticipantView {
@@ -357,6 +364,7 @@ fn view(p: &Participant, scene: &Scene) -> ParticipantView {
         online: p.last_seen.elapsed() < ONLINE_FOR,
         camera_source: p.camera.clone(),
         screen_source: p.screen.clone(),
+        sharing: p.sharing,
     }
 }
 
@@ -447,6 +455,7 @@ async fn join(
                 last_seen: Instant::now(),
                 camera: camera.clone(),
                 screen: screen.clone(),
+                sharing: false,
             });
         participant.name = name.clone();
         participant.last_seen = Instant::now();
@@ -499,7 +508,10 @@ async fn leave(
     if let Some(room) = service.rooms.lock().get_mut(&id) {
         // Offline at once; the entry (and admission) stays for a return.
         if let Some(p) = room.participants.get_mut(&caller.sub) {
-            p.last_seen = Instant::now() - ONLINE_FOR;
+            p.last_seen = Instant::now()
+                .checked_sub(ONLINE_FOR)
+                .unwrap_or_else(Instant::now);
+            p.sharing = false;
         }
     }
     Ok(StatusCode::NO_CONTENT)
@@ -518,10 +530,10 @@ async fn screen_source(
 ) -> Result<Json<ScreenView>, ApiError> {
     let caller = caller(&service, &headers, &id).await?;
     let (screen, name) = {
-        let rooms = service.rooms.lock();
+        let mut rooms = service.rooms.lock();
         let p = rooms
-            .get(&id)
-            .and_then(|room| room.participants.get(&caller.sub))
+            .get_mut(&id)
+            .and_then(|room| room.participants.get_mut(&caller.sub))
             .filter(|p| p.admitted)
             .ok_or_else(|| {
                 ApiError::new(
@@ -530,6 +542,7 @@ async fn screen_source(
                     "wait until the host admits you",
                 )
             })?;
+        p.sharing = true;
         (p.screen.clone(), format!("{} (screen)", p.name))
     };
     let known = service
@@ -557,6 +570,24 @@ async fn screen_source(
     Ok(Json(ScreenView {
         screen_source: screen,
     }))
+}
+
+/// The caller stopped sharing their screen.
+async fn stop_screen(
+    State(service): State<StudioService>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let caller = caller(&service, &headers, &id).await?;
+    if let Some(p) = service
+        .rooms
+        .lock()
+        .get_mut(&id)
+        .and_then(|room| room.participants.get_mut(&caller.sub))
+    {
+        p.sharing = false;
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn admit(

@@ -27,6 +27,8 @@ pub enum Layout {
     Grid,
     /// The first full frame, the second small in a corner.
     Pip,
+    /// The first (a shared screen) large, the others beside it.
+    Screen,
 }
 
 /// The lower-third banner.

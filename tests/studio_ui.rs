@@ -1,0 +1,111 @@
+//! The browser studio through its UI, served by `buildstream dev`: headless
+//! Chromium signs up a host, who creates a studio, invites a guest (a second
+//! browser context), admits them, puts both on stage in split with a
+//! banner, adds a local nginx-rtmp destination and goes live. The program
+//! that reaches nginx is checked with ffprobe and decoded frames; the page
+//! must say the destination is live; a screenshot of the studio at that
+//! moment is kept in the test's target directory. The guest then reloads
+//! the tab and must be back on stage within seconds.
+//!
+//! Needs the built app (`make web`, which `make test` runs first).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+use tokio::io::AsyncBufReadExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_and_guest_go_live_from_the_browser_studio() {
+    init();
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+    assert!(
+        web.join("dist/index.html").exists(),
+        "the web app is not built: run `make web` (make test does)"
+    );
+    let certs = TempDir::new("ui-ca");
+    let ca = TestCa::create(certs.path());
+    let deployment = Deployment::dev(&ca).await;
+    let sink = Nginx::start("ui-sink", None);
+    let screenshot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("studio-live.png");
+    let _ = std::fs::remove_file(&screenshot);
+
+    let mut script = tokio::process::Command::new("node")
+        .arg(web.join("e2e/studio-ui.mjs"))
+        .args([&deployment.api, &sink.rtmp_url(), "studio"])
+        .arg(&screenshot)
+        .arg("6")
+        .current_dir(&web)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs the UI script");
+    let mut lines = tokio::io::BufReader::new(script.stdout.take().unwrap()).lines();
+    let mut seen: Vec<Value> = Vec::new();
+    let mut next_step = async |name: &str| -> Value {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("no {name} step in time; saw {seen:?}"))
+                .expect("script output")
+                .unwrap_or_else(|| panic!("script ended before {name}; saw {seen:?}"));
+            let Ok(value) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            println!("{value}");
+            seen.push(value.clone());
+            if value["step"] == name {
+                return value;
+            }
+        }
+    };
+
+    next_step("on stage").await;
+    next_step("live").await;
+    let recording = sink.recording("studio");
+    wait_for("6 s of program at nginx", Duration::from_secs(60), || {
+        (recorded_seconds(&recording) >= 6.0).then_some(())
+    });
+    let probe = ffprobe(&recording).expect("probe");
+    assert_eq!(probe.video_codec, "h264");
+    assert_eq!((probe.width, probe.height), (1280, 720));
+    assert_eq!(probe.audio_codec, "aac");
+    // Both halves hold a camera (Chromium's fake one is green), and the
+    // banner runs across the bottom in the brand colour.
+    let frame = RgbFrame::grab(&recording, 1.0).expect("a frame");
+    for (x, who) in [(0.25, "host"), (0.75, "guest")] {
+        let rgb = frame.mean(x, 0.5, 40);
+        assert!(looks(rgb, "green"), "{who}'s camera: {rgb:?}");
+    }
+    let banner = frame.mean(0.9, 0.855, 20);
+    assert!(
+        banner[2] > 150 && banner[0] < 120,
+        "banner in the default brand blue: {banner:?}"
+    );
+    let shot = next_step("screenshot").await;
+    println!("studio screenshot kept at {}", shot["path"]);
+
+    let back = next_step("guest back").await;
+    assert!(back["seconds"].as_f64().unwrap() < 20.0, "{back}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let frame = RgbFrame::grab(&recording, 0.5).expect("a frame after the reload");
+    let rgb = frame.mean(0.75, 0.5, 40);
+    assert!(
+        looks(rgb, "green"),
+        "the guest is back in their slot: {rgb:?}"
+    );
+    next_step("done").await;
+    let status = tokio::time::timeout(Duration::from_secs(60), script.wait())
+        .await
+        .expect("script exits")
+        .unwrap();
+    assert!(status.success());
+    let png = std::fs::read(&screenshot).expect("the screenshot was kept");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000);
+}
