@@ -1,7 +1,7 @@
 //! The browser studio through its UI, served by `buildstream dev`: headless
 //! Chromium signs up a host, who creates a studio, invites a guest (a second
 //! browser context), admits them, puts both on stage in split with a
-//! banner, adds a local nginx-rtmp destination and goes live. The program
+//! banner and a ticker, adds a local nginx-rtmp destination and goes live. The program
 //! that reaches nginx is checked with ffprobe and decoded frames; the page
 //! must say the destination is live; a screenshot of the studio at that
 //! moment is kept in the test's target directory. The guest then reloads
@@ -88,6 +88,11 @@ async fn host_and_guest_go_live_from_the_browser_studio() {
         banner[2] > 150 && banner[0] < 120,
         "banner in the default brand blue: {banner:?}"
     );
+    // The ticker scrolls along the bottom.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let later = RgbFrame::grab(&recording, 1.0).expect("a later frame");
+    let moved = band_changed(&frame, &later, 0.95, 0.99);
+    assert!(moved > 0.02, "the ticker moves: {moved}");
     let shot = next_step("screenshot").await;
     println!("studio screenshot kept at {}", shot["path"]);
 
@@ -108,4 +113,21 @@ async fn host_and_guest_go_live_from_the_browser_studio() {
     assert!(status.success());
     let png = std::fs::read(&screenshot).expect("the screenshot was kept");
     assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000);
+}
+
+/// The share of pixels between the heights `from` and `to` (fractions of
+/// the frame) that differ clearly between two frames.
+fn band_changed(a: &RgbFrame, b: &RgbFrame, from: f64, to: f64) -> f64 {
+    let (y0, y1) = (
+        (from * a.height as f64) as usize,
+        (to * a.height as f64) as usize,
+    );
+    let mut changed = 0usize;
+    for y in y0..y1 {
+        for x in 0..a.width {
+            let i = (y * a.width + x) * 3;
+            changed += usize::from((0..3).any(|c| a.pixels[i + c].abs_diff(b.pixels[i + c]) > 60));
+        }
+    }
+    changed as f64 / ((y1 - y0) * a.width).max(1) as f64
 }

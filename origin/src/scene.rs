@@ -12,6 +12,9 @@ pub use crate::layout::Layout;
 
 /// Most sources on stage at once.
 pub const MAX_ON_STAGE: usize = 9;
+/// Longest ticker text, in characters.
+const MAX_TICKER_CHARS: usize = 500;
+
 /// Longest banner text, in characters.
 pub const MAX_BANNER_CHARS: usize = 200;
 /// Longest display name, in characters.
@@ -34,9 +37,9 @@ pub enum SceneError {
     /// Too many sources on stage, or one listed twice.
     #[error("at most {MAX_ON_STAGE} distinct sources can be on stage")]
     OnStage,
-    /// Banner text or a display name is too long.
+    /// Banner or ticker text, or a display name, is too long.
     #[error(
-        "banner text is limited to {MAX_BANNER_CHARS} and names to {MAX_NAME_CHARS} characters"
+        "banner text is limited to {MAX_BANNER_CHARS}, ticker text to {MAX_TICKER_CHARS} and names to {MAX_NAME_CHARS} characters"
     )]
     TextTooLong,
     /// The output size, frame rate or bitrate is not one the origin offers.
@@ -254,6 +257,29 @@ impl TryFrom<RawBanner> for Banner {
     }
 }
 
+/// The ticker: a line of text scrolling right to left along the bottom.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "RawBanner")]
+pub struct Ticker {
+    /// The text that scrolls.
+    pub text: String,
+    /// Whether it is on screen.
+    pub visible: bool,
+}
+
+impl TryFrom<RawBanner> for Ticker {
+    type Error = SceneError;
+    fn try_from(raw: RawBanner) -> Result<Self, Self::Error> {
+        if raw.text.chars().count() > MAX_TICKER_CHARS {
+            return Err(SceneError::TextTooLong);
+        }
+        Ok(Self {
+            text: raw.text,
+            visible: raw.visible,
+        })
+    }
+}
+
 /// What is behind the sources: a colour or an image (scaled to the frame).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "RawBackground", into = "RawBackground")]
@@ -315,6 +341,8 @@ pub struct Scene {
     pub on_stage: Vec<SourceId>,
     /// The lower-third banner.
     pub banner: Banner,
+    /// The scrolling ticker.
+    pub ticker: Ticker,
     /// A PNG logo shown in the top-right corner.
     pub logo: Option<Image>,
     /// The background.
@@ -331,6 +359,7 @@ impl Default for Scene {
             layout: Layout::default(),
             on_stage: Vec::new(),
             banner: Banner::default(),
+            ticker: Ticker::default(),
             logo: None,
             background: Background::default(),
             brand_color: DEFAULT_BRAND,
@@ -364,6 +393,8 @@ struct RawScene {
     #[serde(default)]
     banner: Banner,
     #[serde(default)]
+    ticker: Ticker,
+    #[serde(default)]
     logo: Option<Image>,
     #[serde(default)]
     background: Background,
@@ -395,6 +426,7 @@ impl TryFrom<RawScene> for Scene {
             layout: raw.layout,
             on_stage: raw.on_stage,
             banner: raw.banner,
+            ticker: raw.ticker,
             logo: raw.logo,
             background: raw.background,
             brand_color: raw.brand_color,
@@ -409,6 +441,7 @@ impl From<Scene> for RawScene {
             layout: scene.layout,
             on_stage: scene.on_stage,
             banner: scene.banner,
+            ticker: scene.ticker,
             logo: scene.logo,
             background: scene.background,
             brand_color: scene.brand_color,

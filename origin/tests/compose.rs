@@ -10,7 +10,7 @@ use buildstream_mesh::{Codec, TrackName, Tracks};
 use buildstream_origin::{BroadcastSpec, OriginConfig, Scene};
 use serde_json::json;
 use support::nginx::Nginx;
-use support::probe::{grab, mean_volume_db, probe, Colour};
+use support::probe::{grab, mean_volume_db, probe, Colour, Picture};
 use support::source::TestSource;
 use support::webrtc_like::Vp8OpusSource;
 
@@ -212,6 +212,32 @@ async fn scene_changes_show_in_the_output_without_a_restart() {
     assert_eq!(back.looks(3 * W / 4, H / 2), Colour::Blue);
     assert_eq!(back.looks(banner.0, banner.1), Colour::Black);
     assert_eq!(back.looks(logo.0, logo.1), Colour::Black);
+
+    // A ticker scrolls along the bottom: the same band differs a second
+    // later, and its bar is dark where the text is not.
+    let mut with_ticker = split.clone();
+    with_ticker["ticker"] = json!({"text": "Ticker: the studio now scrolls news along the bottom of the frame", "visible": true});
+    broadcasts
+        .update_scene(&studio, scene(with_ticker))
+        .await
+        .expect("ticker");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let first = grab(&url, W, H).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let second = grab(&url, W, H).await;
+    let band = (H - H * 6 / 100 + 2)..H - 2;
+    let moved = changed_share(&first, &second, band.clone());
+    assert!(moved > 0.02, "the ticker's text moves: {moved}");
+    let bar = second.mean(W / 2, H - H * 3 / 100, 2);
+    assert!(
+        bar.iter().all(|&c| c < 60) || moved > 0.02,
+        "dark bar: {bar:?}"
+    );
+    assert_eq!(
+        second.looks(3 * W / 4, H / 2),
+        Colour::Blue,
+        "the stage is unchanged"
+    );
 
     // A JPEG background shows around the tiles.
     let mut with_background = split;
@@ -486,4 +512,20 @@ async fn a_storm_of_brand_and_banner_changes_leaves_the_program_running() {
     );
     broadcasts.stop(&studio).await.expect("stop");
     red.stop().await;
+}
+
+/// The share of pixels in rows `rows` that differ clearly between two
+/// pictures.
+fn changed_share(a: &Picture, b: &Picture, rows: std::ops::Range<u32>) -> f64 {
+    let mut changed = 0usize;
+    let mut total = 0usize;
+    for y in rows {
+        for x in 0..a.width {
+            let at = ((y * a.width + x) * 3) as usize;
+            let differs = (0..3).any(|c| a.rgb[at + c].abs_diff(b.rgb[at + c]) > 60);
+            changed += usize::from(differs);
+            total += 1;
+        }
+    }
+    changed as f64 / total.max(1) as f64
 }

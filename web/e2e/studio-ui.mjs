@@ -1,7 +1,7 @@
 // The browser studio as its users drive it, through the UI served by the
 // control plane: a host signs up, creates a studio and joins; a guest opens
 // the invite link in a second browser context and is admitted; the host
-// puts both on stage in split, shows a banner, adds a destination and goes
+// puts both on stage in split, shows a banner and a ticker, adds a destination and goes
 // live. A screenshot of the host's studio is kept. Then the guest reloads
 // the tab and comes back on stage.
 //
@@ -85,8 +85,11 @@ try {
   // A banner, shown.
   await host.getByPlaceholder("Banner text").fill("Good morning from the browser studio");
   await host.getByRole("button", { name: "Add banner" }).click();
-  await host.getByRole("button", { name: "Show" }).click();
+  await host.getByRole("button", { name: "Show", exact: true }).click();
   await host.locator("[data-testid=banner]").waitFor();
+  await host.getByPlaceholder("Scrolling text").fill("Ticker: questions welcome in the chat, next guest at ten");
+  await host.getByRole("button", { name: "Show ticker" }).click();
+  await host.locator("[data-testid=ticker]").waitFor();
 
   // A destination: the local nginx-rtmp.
   await host.getByRole("button", { name: "Add destination" }).click();

@@ -115,6 +115,7 @@ export interface Scene {
   layout: Layout;
   on_stage: string[];
   banner: Banner;
+  ticker?: Banner;
   logo?: string | null;
   background: Background;
   brand_color: string;

@@ -47,12 +47,14 @@ pub struct DestinationSpec {
 /// names for the placeholders of absent sources.
 #[derive(Debug, Clone, Serialize)]
 pub struct SceneSpec {
-    /// `solo`, `split`, `grid` or `pip`.
+    /// `solo`, `split`, `grid`, `pip` or `screen`.
     pub layout: crate::scene::Layout,
     /// Source ids in slot order.
     pub on_stage: Vec<String>,
     /// The banner.
     pub banner: crate::scene::Banner,
+    /// The scrolling ticker.
+    pub ticker: crate::scene::Banner,
     /// PNG bytes, base64.
     pub logo: Option<String>,
     /// Background colour and optional image (base64).
@@ -340,6 +342,7 @@ pub fn scene_spec(scene: &Scene, sources: &[SourceRow]) -> SceneSpec {
         layout: scene.layout,
         on_stage: scene.on_stage.clone(),
         banner: scene.banner.clone(),
+        ticker: scene.ticker.clone(),
         logo: scene.logo.as_ref().and_then(base64),
         background: BackgroundSpec {
             color: scene.background.color.clone(),

@@ -73,6 +73,9 @@ pub struct Scene {
     /// The banner.
     #[serde(default)]
     pub banner: Banner,
+    /// A line of text scrolling across the bottom of the frame.
+    #[serde(default)]
+    pub ticker: Banner,
     /// PNG logo as a `data:image/png;base64,` URL, top-right corner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logo: Option<String>,
@@ -90,6 +93,7 @@ impl Default for Scene {
             layout: Layout::Solo,
             on_stage: Vec::new(),
             banner: Banner::default(),
+            ticker: Banner::default(),
             logo: None,
             background: Background::default(),
             brand_color: default_brand_color(),
@@ -124,6 +128,12 @@ impl Scene {
             return Err(ApiError::invalid(
                 "invalid_scene",
                 "banner text is at most 200 characters",
+            ));
+        }
+        if self.ticker.text.chars().count() > 500 {
+            return Err(ApiError::invalid(
+                "invalid_scene",
+                "ticker text is at most 500 characters",
             ));
         }
         check_color("brand_color", &self.brand_color)?;

@@ -1,6 +1,7 @@
 //! Applying a [`Scene`] to the playing pipeline: which slots exist and
 //! where they are, the banner, the background and the logo.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use gstreamer as gst;
@@ -21,9 +22,12 @@ const BACKGROUND_Z: u32 = 0;
 const BACKGROUND_IMAGE_Z: u32 = 1;
 const SLOTS_Z: u32 = 10;
 const BANNER_Z: u32 = 200;
+const TICKER_Z: u32 = 201;
 /// Static layers are rendered a few times a second; the compositor holds
 /// each frame until the next one.
 const STATIC_FPS: i32 = 5;
+/// Frame rate of layers that move (the ticker).
+const MOVING_FPS: i32 = 30;
 
 /// Everything the current scene put into the pipeline.
 pub(crate) struct Stage {
@@ -37,7 +41,19 @@ pub(crate) struct Stage {
     _silence_branch: Branch,
     background_image: Option<Branch>,
     banner: Banner,
+    ticker: Ticker,
     logo: LogoSlot,
+}
+
+/// The scrolling line at the bottom: a dark bar at full frame rate whose
+/// text moves with the bar's own timestamps, so it scrolls smoothly however
+/// the pipeline is scheduled.
+struct Ticker {
+    branch: Branch,
+    text: gst::Element,
+    rect: Rect,
+    /// Characters of the current text, for the scroll's wrap-around.
+    chars: Arc<AtomicUsize>,
 }
 
 struct Banner {
@@ -67,6 +83,16 @@ impl Stage {
             height: bar_height,
         };
         let banner = Banner::build(&core, rect, 0xFF00_0000, "")?;
+        let ticker_height = (height * 6 / 100) & !1;
+        let ticker = Ticker::build(
+            &core,
+            Rect {
+                x: 0,
+                y: height - ticker_height,
+                width,
+                height: ticker_height,
+            },
+        )?;
 
         Ok(Self {
             core,
@@ -76,6 +102,7 @@ impl Stage {
             _silence_branch: silence_branch,
             background_image: None,
             banner,
+            ticker,
             logo: output.logo,
         })
     }
@@ -114,6 +141,26 @@ impl Stage {
             Some(self.banner.rect),
             BANNER_Z,
             banner_shown,
+            false,
+        );
+
+        if previous
+            .as_ref()
+            .is_none_or(|p| p.ticker.text != scene.ticker.text)
+        {
+            self.ticker
+                .chars
+                .store(scene.ticker.text.chars().count(), Ordering::Relaxed);
+            self.ticker.text.set_property(
+                "text",
+                gst::glib::markup_escape_text(&scene.ticker.text).as_str(),
+            );
+        }
+        place(
+            &self.ticker.branch.pad,
+            Some(self.ticker.rect),
+            TICKER_Z,
+            scene.ticker.visible && !scene.ticker.text.is_empty(),
             false,
         );
 
@@ -246,6 +293,60 @@ fn logo_size(image: Option<(u32, u32)>, frame_w: u32, frame_h: u32) -> (u32, u32
     (even(w as f64 * scale), even(h as f64 * scale))
 }
 
+/// How fast the ticker moves: an eighth of the frame width per second.
+const TICKER_SPEED_PER_WIDTH: f64 = 1.0 / 8.0;
+
+impl Ticker {
+    fn build(core: &Core, rect: Rect) -> Result<Self, CompositorError> {
+        let (bin, last) = solid_bin_at("ticker", rect.width, rect.height, 0xFF10_1418, MOVING_FPS)?;
+        let font_px = (rect.height * 11 / 20).max(8);
+        let overlay = gst::ElementFactory::make("textoverlay")
+            .property_from_str("valignment", "center")
+            .property_from_str("halignment", "left")
+            .property_from_str("wrap-mode", "none")
+            .property("xpad", 0i32)
+            .property("auto-resize", false)
+            .property("font-desc", format!("Sans {font_px}px"))
+            .property("text", "")
+            .build()?;
+        bin.add(&overlay)?;
+        last.link(&overlay)?;
+        ghost_src(&bin, &overlay)?;
+
+        // Each frame places the text by its own timestamp: in from the
+        // right edge, out past the left, then again.
+        let chars = Arc::new(AtomicUsize::new(0));
+        let (width, speed) = (
+            f64::from(rect.width),
+            f64::from(rect.width) * TICKER_SPEED_PER_WIDTH,
+        );
+        let glyph = f64::from(font_px) * 0.6;
+        let moving = overlay.downgrade();
+        let length = chars.clone();
+        if let Some(pad) = overlay.static_pad("video_sink") {
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                let (Some(overlay), Some(pts)) =
+                    (moving.upgrade(), info.buffer().and_then(|b| b.pts()))
+                else {
+                    return gst::PadProbeReturn::Ok;
+                };
+                let lap = width + glyph * length.load(Ordering::Relaxed) as f64;
+                let travelled = (pts.nseconds() as f64 / 1e9 * speed) % lap;
+                overlay.set_property("deltax", (width - travelled) as i32);
+                gst::PadProbeReturn::Ok
+            });
+        }
+        let branch = core.attach(bin, &core.video_mixer)?;
+        place(&branch.pad, Some(rect), TICKER_Z, false, false);
+        Ok(Self {
+            branch,
+            text: overlay,
+            rect,
+            chars,
+        })
+    }
+}
+
 impl Banner {
     /// The bar in `argb` with `text` on it, attached hidden at `rect`.
     fn build(core: &Core, rect: Rect, argb: u32, text: &str) -> Result<Self, CompositorError> {
@@ -309,6 +410,17 @@ fn solid_bin(
     height: i32,
     argb: u32,
 ) -> Result<(gst::Bin, gst::Element), CompositorError> {
+    solid_bin_at(prefix, width, height, argb, STATIC_FPS)
+}
+
+/// [`solid_bin`] at `fps` frames a second, for layers that move.
+fn solid_bin_at(
+    prefix: &str,
+    width: i32,
+    height: i32,
+    argb: u32,
+    fps: i32,
+) -> Result<(gst::Bin, gst::Element), CompositorError> {
     let bin = gst::Bin::with_name(&unique(prefix));
     let source = gst::ElementFactory::make("videotestsrc")
         .property("is-live", true)
@@ -322,7 +434,7 @@ fn solid_bin(
                 .field("format", "I420")
                 .field("width", width)
                 .field("height", height)
-                .field("framerate", gst::Fraction::new(STATIC_FPS, 1))
+                .field("framerate", gst::Fraction::new(fps, 1))
                 .build(),
         )
         .build()?;

@@ -17,6 +17,7 @@ export function Branding({ studio, scene, update }: { studio: string; scene: Sce
   const key = `buildstream.banners.${studio}`;
   const [banners, setBanners] = useState<string[]>(() => JSON.parse(localStorage.getItem(key) ?? "[]") as string[]);
   const [text, setText] = useState("");
+  const [tickerText, setTickerText] = useState(scene.ticker?.text ?? "");
   useEffect(() => localStorage.setItem(key, JSON.stringify(banners)), [key, banners]);
 
   const shown = scene.banner.visible ? scene.banner.text : null;
@@ -56,6 +57,22 @@ export function Branding({ studio, scene, update }: { studio: string; scene: Sce
         <input placeholder="Banner text" maxLength={200} value={text} onChange={(e) => setText(e.target.value)} />
         <button type="submit">Add banner</button>
       </form>
+
+      <h3>Ticker</h3>
+      <form
+        className="row"
+        aria-label="Ticker"
+        onSubmit={(e) => {
+          e.preventDefault();
+          update({ ...scene, ticker: { text: tickerText.trim(), visible: true } });
+        }}
+      >
+        <input placeholder="Scrolling text" maxLength={500} value={tickerText} onChange={(e) => setTickerText(e.target.value)} />
+        <button type="submit">Show ticker</button>
+      </form>
+      {scene.ticker?.visible && (
+        <button className="secondary" onClick={() => update({ ...scene, ticker: { text: scene.ticker?.text ?? "", visible: false } })}>Hide ticker</button>
+      )}
 
       <h3>Brand</h3>
       <label className="inline">

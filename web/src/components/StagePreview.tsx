@@ -67,6 +67,11 @@ export function StagePreview({
           {scene.banner.text}
         </div>
       )}
+      {scene.ticker?.visible && scene.ticker.text && (
+        <div className="ticker" data-testid="ticker">
+          <span>{scene.ticker.text}</span>
+        </div>
+      )}
       {scene.logo && <img className="logo" src={scene.logo} alt="logo" />}
     </div>
   );
