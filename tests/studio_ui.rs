@@ -96,6 +96,36 @@ async fn host_and_guest_go_live_from_the_browser_studio() {
     let shot = next_step("screenshot").await;
     println!("studio screenshot kept at {}", shot["path"]);
 
+    // Screen share: the guest's screen large on the left, the two cameras
+    // in a column on the right. (Chromium's fake screen is green too, so
+    // the layout's geometry tells it: the screen tile ends short of where
+    // the split layout's right tile would be, and the speakers sit in
+    // the column.)
+    let shared = next_step("screen shared").await;
+    assert!(
+        shared["main_source"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("scr_"),
+        "{shared}"
+    );
+    next_step("screen on stage").await;
+    // nginx writes the recording a few seconds behind.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let frame = RgbFrame::grab(&recording, 1.0).expect("a frame with the screen");
+    let screen = frame.mean(0.05, 0.5, 10);
+    let gap = frame.mean(0.733, 0.5, 4);
+    let speaker = frame.mean(0.86, 0.36, 16);
+    assert!(looks(screen, "green"), "the screen, large: {screen:?}");
+    assert!(
+        gap.iter().all(|&c| c < 60),
+        "between screen and speakers: {gap:?}"
+    );
+    assert!(
+        looks(speaker, "green"),
+        "a camera beside the screen: {speaker:?}"
+    );
+
     let back = next_step("guest back").await;
     assert!(back["seconds"].as_f64().unwrap() < 20.0, "{back}");
     tokio::time::sleep(Duration::from_secs(3)).await;

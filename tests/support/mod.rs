@@ -399,25 +399,28 @@ impl RgbFrame {
     pub fn grab(path: &Path, seconds_from_end: f64) -> Option<Self> {
         let probe = ffprobe(path)?;
         let (width, height) = (probe.width as usize, probe.height as usize);
-        // A seek into a recording that is still growing can land where
-        // nothing decodes yet (keyframes come every 2 s); try further back.
-        (0..3).find_map(|attempt| {
-            let output = Command::new("ffmpeg")
-                .args(["-hide_banner", "-loglevel", "error"])
-                .args([
-                    "-sseof",
-                    &format!("-{}", seconds_from_end + f64::from(attempt)),
-                ])
-                .arg("-i")
-                .arg(path)
-                .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-                .output()
-                .ok()?;
-            (output.stdout.len() == width * height * 3).then_some(Self {
-                width,
-                height,
-                pixels: output.stdout,
-            })
+        let size = width * height * 3;
+        // A seek into a recording that is still growing lands by estimate,
+        // maybe after the last keyframe; decode a few seconds more than
+        // asked at four frames a second and pick the frame wanted from the
+        // end of what decoded.
+        const RATE: f64 = 4.0;
+        let output = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error"])
+            .args(["-sseof", &format!("-{}", seconds_from_end + 5.0)])
+            .arg("-i")
+            .arg(path)
+            .args(["-an", "-vf", &format!("fps={RATE}")])
+            .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+            .output()
+            .ok()?;
+        let frames = output.stdout.len() / size;
+        let back = (seconds_from_end * RATE).round() as usize;
+        let index = frames.checked_sub(1 + back.min(frames.saturating_sub(1)))?;
+        Some(Self {
+            width,
+            height,
+            pixels: output.stdout[index * size..(index + 1) * size].to_vec(),
         })
     }
 

@@ -111,6 +111,28 @@ try {
   say("screenshot", { path: screenshot });
   await host.waitForTimeout(seconds * 1000);
 
+  // The guest shares their screen; the host puts it on stage in the
+  // screen-share layout, large, with both speakers beside it.
+  await guest.getByRole("button", { name: "Share screen" }).click();
+  await guest.getByRole("button", { name: "Stop sharing" }).waitFor();
+  await host.locator("li[data-name='Gus Guest']").getByRole("button", { name: "Add screen" }).click();
+  await host.getByRole("button", { name: "Screen share" }).click();
+  await host.locator("[data-testid=stage][data-layout=screen] .tile").nth(2).waitFor();
+  const first = await host.locator("[data-testid=stage] .tile").first().getAttribute("data-source");
+  await host.waitForFunction(() => {
+    const video = document.querySelector("[data-testid=stage] .tile:first-child video");
+    return video && video.readyState >= 2 && video.videoWidth > 0;
+  });
+  say("screen shared", { main_source: first });
+  await host.waitForTimeout(1000);
+  say("screen on stage");
+  await host.waitForTimeout(8000);
+  await host.screenshot({ path: screenshot.replace(/\.png$/, "-screen.png"), fullPage: true });
+  await guest.getByRole("button", { name: "Stop sharing" }).click();
+  await host.locator("li[data-name='Gus Guest']").getByRole("button", { name: "Remove screen" }).click();
+  await host.getByRole("button", { name: "Split" }).click();
+  await host.locator("[data-testid=stage][data-layout=split] .tile").nth(1).waitFor();
+
   // The guest reloads mid-show and is back on stage: the host's preview
   // decodes new frames of the guest's tile again.
   const guestTile = "[data-testid=stage] .tile:nth-child(2) video";

@@ -164,13 +164,10 @@ impl WebrtcEdge {
         tracks: Tracks,
         cancel: CancellationToken,
     ) -> Result<Self, WebrtcError> {
-        let socket =
-            UdpSocket::bind(config.udp_listen)
-                .await
-                .map_err(|source| WebrtcError::Bind {
-                    addr: config.udp_listen,
-                    source,
-                })?;
+        let socket = bind_udp(config.udp_listen).map_err(|source| WebrtcError::Bind {
+            addr: config.udp_listen,
+            source,
+        })?;
         let local = socket.local_addr().map_err(|source| WebrtcError::Bind {
             addr: config.udp_listen,
             source,
@@ -370,6 +367,31 @@ impl WebrtcEdge {
         tokio::spawn(session.run());
         Ok(Accepted { id, answer })
     }
+}
+
+/// Socket buffers of the WebRTC port. Every peer shares it: a burst of
+/// keyframes from a few publishers overflows the kernel's default (about
+/// 200 KiB) while the receive task is busy, and a lost packet costs a
+/// retransmission or a keyframe.
+const SOCKET_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    // The kernel caps these (net.core.rmem_max); a smaller buffer is no
+    // reason not to start.
+    if let Err(err) = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES) {
+        tracing::debug!(error = %err, "receive buffer not enlarged");
+    }
+    if let Err(err) = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES) {
+        tracing::debug!(error = %err, "send buffer not enlarged");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 /// Reads the UDP port and hands each datagram to its session.

@@ -30,6 +30,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const RESUBSCRIBE_EVERY: Duration = Duration::from_millis(250);
 /// The least time between two keyframe requests sent upstream.
 const KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(300);
+/// How often a publisher is asked for a keyframe regardless. Browsers send
+/// one only when asked; the mesh and the origin, like any decoder joining
+/// late or losing a frame, need one regularly, as RTMP encoders give them
+/// every two seconds.
+const KEYFRAME_EVERY: Duration = Duration::from_secs(2);
 
 /// What arrives for a session from outside its task.
 pub(crate) enum Inbound {
@@ -103,6 +108,9 @@ impl Session {
             ended: None,
         };
         let started = tokio::time::Instant::now();
+        let is_publisher = driver.publish.is_some();
+        let mut keyframe_clock = tokio::time::interval(KEYFRAME_EVERY);
+        keyframe_clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let end = loop {
             let timeout = driver.drain().await;
             if let Some(end) = driver.ended.take() {
@@ -150,6 +158,7 @@ impl Session {
                 frame = next_frame(audio_next) => driver.frame_out(MediaKind::Audio, frame),
                 _ = tokio::time::sleep(RESUBSCRIBE_EVERY), if has_play => driver.resubscribe(),
                 _ = keyframe_requested(keyframe_wanted) => driver.request_keyframe_upstream(),
+                _ = keyframe_clock.tick(), if is_publisher && driver.connected => driver.request_keyframe_upstream(),
             }
         };
         registry.remove(&id);
@@ -292,7 +301,9 @@ impl Driver {
         }
         publish.last_keyframe_request = Some(now);
         if let Some(mut writer) = self.rtc.writer(mid) {
-            let _ = writer.request_keyframe(None, KeyframeRequestKind::Pli);
+            if let Err(err) = writer.request_keyframe(None, KeyframeRequestKind::Pli) {
+                tracing::debug!(error = %err, "keyframe request not sent");
+            }
         }
     }
 
@@ -373,6 +384,8 @@ struct Publishing {
     last_keyframe_request: Option<Instant>,
     /// Wall-clock origin shared by both tracks, so they stay in sync.
     epoch: Instant,
+    /// Video lost a frame since the last keyframe.
+    video_broken: bool,
 }
 
 struct PublishedTrack {
@@ -391,6 +404,7 @@ impl Publishing {
             h264: H264Framer::default(),
             last_keyframe_request: None,
             epoch: Instant::now(),
+            video_broken: false,
         }
     }
 
@@ -420,10 +434,24 @@ impl Publishing {
             }
             _ => return Ok(None),
         };
-        let need = (!data.contiguous).then_some(KeyframeNeed);
+        // A frame after a gap refers to what never arrived: decoders
+        // downstream (the origin, other participants, whose packetizer
+        // numbers pictures anew and so cannot see the gap) would draw
+        // garbage until the next keyframe. Hold video back from the gap to
+        // the keyframe asked for; the picture freezes instead.
+        if !data.contiguous {
+            self.video_broken = true;
+        }
+        if self.video_broken && !keyframe {
+            return Ok(Some(KeyframeNeed));
+        }
+        if keyframe {
+            tracing::trace!(track = %self.video.name, "keyframe");
+        }
+        self.video_broken = false;
         self.video
             .write(tracks, timestamp_us, keyframe, payload, config)?;
-        Ok(need)
+        Ok(None)
     }
 
     fn audio_in(&mut self, tracks: &Tracks, data: &MediaData) -> Result<(), Superseded> {

@@ -32,6 +32,11 @@ const REBUILD_MAX: Duration = Duration::from_secs(10);
 const REBUILD_STABLE: Duration = Duration::from_secs(10);
 /// How much a source branch may queue before dropping its oldest frames.
 const INPUT_QUEUE: gst::ClockTime = gst::ClockTime::from_seconds(2);
+/// How much video a branch may queue before it skips to the next keyframe.
+/// Below [`INPUT_QUEUE`], so that video is shed whole groups at a time: a
+/// frame dropped from the middle of a group would leave the decoder drawing
+/// garbage until the next keyframe.
+const VIDEO_BACKLOG: gst::ClockTime = gst::ClockTime::from_seconds(1);
 /// Placeholder: a dark tile with the source's name, rendered small and
 /// rarely, then scaled into the slot by the compositor.
 const PLACEHOLDER_COLOR: u32 = 0xFF2A_2A2E;
@@ -290,6 +295,9 @@ struct Decoder {
     /// Raised before the first buffer of a subscription; the pad probe
     /// lowers it when that buffer reaches the mixer and shows the video.
     first_pending: Arc<AtomicBool>,
+    /// Video frames are being dropped until the next keyframe, because the
+    /// decoder fell behind.
+    skipping: bool,
 }
 
 /// The task that feeds one track.
@@ -432,6 +440,19 @@ impl Feeder {
             decoder.config = frame.config.clone();
         }
 
+        if self.input.kind == Kind::Video {
+            if !decoder.skipping && decoder.appsrc.current_level_time() > VIDEO_BACKLOG {
+                tracing::debug!(track = %self.input.name, "decoder behind; skipping to the next keyframe");
+                decoder.skipping = true;
+            }
+            if decoder.skipping {
+                if !frame.keyframe {
+                    return Ok(());
+                }
+                decoder.skipping = false;
+            }
+        }
+
         let now = self.core.running_time_us();
         let mapped = timeline.map(
             &mut lock(&self.clock),
@@ -557,6 +578,7 @@ impl Feeder {
             config: config.clone(),
             broken,
             first_pending,
+            skipping: false,
         })
     }
 }

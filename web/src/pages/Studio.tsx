@@ -101,6 +101,11 @@ export function StudioRoom({
   const camera = useRef<EdgeSession | null>(null);
   const players = useRef<Map<string, Remote>>(new Map());
   const left = useRef(false);
+  const sceneEdits = useRef<{ inFlight: number; doneAt: number; latest: Scene | null }>({
+    inFlight: 0,
+    doneAt: 0,
+    latest: null,
+  });
 
   const api = useCallback(
     <T,>(method: string, path: string, body?: unknown) =>
@@ -119,8 +124,15 @@ export function StudioRoom({
       })
       .catch((err: unknown) => setError(err instanceof Error ? err.message : String(err)));
     const timer = setInterval(() => {
+      const asked = Date.now();
       api<RoomState>("GET", `/api/v1/studios/${studio}/room`)
-        .then((r) => !stopped && setRoom(r))
+        .then((r) => {
+          if (stopped) return;
+          // A snapshot asked for before our own latest scene change was
+          // stored would undo it on screen; keep ours until they agree.
+          const stale = sceneEdits.current.inFlight > 0 || asked < sceneEdits.current.doneAt;
+          setRoom((current) => (stale && current ? { ...r, scene: current.scene } : r));
+        })
         .catch((err: unknown) => {
           if (err instanceof Error && "status" in err && (err as { status: number }).status === 403) {
             setError(err.message);
@@ -235,19 +247,43 @@ export function StudioRoom({
     }
   }
 
-  const updateScene = (scene: Scene) =>
-    act(async () => {
-      setRoom((r) => (r ? { ...r, scene } : r));
-      await call("PUT", `/api/v1/studios/${studio}/scene`, scene);
+  /// Shows a scene change at once and stores it. Changes go out one at a
+  /// time, each carrying the latest scene, so that two quick clicks cannot
+  /// land at the server in the wrong order.
+  const updateScene = (scene: Scene) => {
+    setRoom((r) => (r ? { ...r, scene } : r));
+    const edits = sceneEdits.current;
+    edits.latest = scene;
+    if (edits.inFlight > 0) return;
+    edits.inFlight += 1;
+    void act(async () => {
+      try {
+        let sent: Scene | null = null;
+        while (edits.latest !== sent) {
+          sent = edits.latest;
+          await call("PUT", `/api/v1/studios/${studio}/scene`, sent);
+        }
+      } finally {
+        edits.inFlight -= 1;
+        edits.doneAt = Date.now();
+      }
     });
+  };
 
-  function toggleStage(source: string) {
+  /// The scene as last changed here (ahead of the server while a change is
+  /// on its way).
+  const currentScene = (): Scene =>
+    (sceneEdits.current.inFlight > 0 ? sceneEdits.current.latest : null) ?? room?.scene ?? ({} as Scene);
+
+  /// Puts a source on stage or takes it off. A shared screen goes first,
+  /// where the screen-share layout shows it large.
+  function toggleStage(source: string, screenFirst = false) {
     if (!room) return;
-    const on = room.scene.on_stage.includes(source);
-    void updateScene({
-      ...room.scene,
-      on_stage: on ? room.scene.on_stage.filter((s) => s !== source) : [...room.scene.on_stage, source],
-    });
+    const scene = currentScene();
+    const stage = scene.on_stage;
+    const on = stage.includes(source);
+    const next = on ? stage.filter((s) => s !== source) : screenFirst ? [source, ...stage] : [...stage, source];
+    updateScene({ ...scene, on_stage: next });
   }
 
   async function shareScreen() {
@@ -351,7 +387,7 @@ export function StudioRoom({
                     key={l.id}
                     className={room.scene.layout === l.id ? "selected" : "secondary"}
                     aria-pressed={room.scene.layout === l.id}
-                    onClick={() => void updateScene({ ...room.scene, layout: l.id })}
+                    onClick={() => updateScene({ ...currentScene(), layout: l.id })}
                   >
                     {l.label}
                   </button>
@@ -373,8 +409,8 @@ export function StudioRoom({
                   {host && p.state !== "waiting" && (
                     <button onClick={() => toggleStage(p.camera_source)}>{onStage(p) ? "Remove from stage" : "Add to stage"}</button>
                   )}
-                  {host && p.sharing && (
-                    <button onClick={() => toggleStage(p.screen_source)}>
+                  {host && (p.sharing || room.scene.on_stage.includes(p.screen_source)) && (
+                    <button onClick={() => toggleStage(p.screen_source, true)}>
                       {room.scene.on_stage.includes(p.screen_source) ? "Remove screen" : "Add screen"}
                     </button>
                   )}
@@ -397,7 +433,7 @@ export function StudioRoom({
           {host && (
             <aside className="side">
               <Destinations studio={studio} broadcast={broadcast} />
-              <Branding studio={studio} scene={room.scene} update={(scene) => void updateScene(scene)} />
+              <Branding studio={studio} scene={room.scene} update={updateScene} />
             </aside>
           )}
         </div>
