@@ -34,6 +34,7 @@ pub mod fuzzing;
 mod ingest;
 pub mod room;
 mod session;
+mod signaling;
 mod source;
 pub mod webrtc;
 pub mod whep;

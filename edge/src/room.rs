@@ -19,17 +19,17 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{patch, post};
 use axum::Router;
 use buildstream_mesh::TrackName;
 
-use crate::webrtc::WebrtcEdge;
-use crate::whip::{
-    allow_any_origin, bearer, error, has_content_type, offer_refused, preflight, unauthorized,
-    HttpError, MAX_BODY,
+use crate::signaling::{
+    allow_any_origin, bearer, created, error, no_session, offer_refused, offer_text, preflight,
+    trickle as add_candidates, unauthorized, HttpError, MAX_BODY,
 };
+use crate::webrtc::WebrtcEdge;
 
 /// What a participant asks to do with a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,23 +143,6 @@ fn owner(studio: &str, participant: &str) -> String {
     format!("rtc:{studio}:{participant}")
 }
 
-fn offer_text<'a>(headers: &HeaderMap, body: &'a Bytes) -> Result<&'a str, HttpError> {
-    if !has_content_type(headers, "application/sdp") {
-        return Err(HttpError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the offer as Content-Type: application/sdp",
-        ));
-    }
-    std::str::from_utf8(body).map_err(|_| {
-        HttpError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_sdp",
-            "the offer is not UTF-8",
-        )
-    })
-}
-
 fn tracks(studio: &str, source: &str) -> Result<(TrackName, TrackName), HttpError> {
     match (
         TrackName::new(studio, source, "video"),
@@ -174,63 +157,21 @@ fn tracks(studio: &str, source: &str) -> Result<(TrackName, TrackName), HttpErro
     }
 }
 
-fn created(studio: &str, id: &str, answer: String) -> Response {
-    (
-        StatusCode::CREATED,
-        [
-            (header::CONTENT_TYPE, "application/sdp".to_owned()),
-            (header::LOCATION, format!("/rtc/{studio}/sessions/{id}")),
-            (header::ETAG, format!("\"{id}\"")),
-        ],
-        answer,
-    )
-        .into_response()
-}
-
 async fn publish<R: RoomAuthority>(
     State(state): State<Arc<RoomState<R>>>,
     Path((studio, source)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let participant = match authorize(
-        &state.authority,
-        &headers,
+    start(
+        &state,
         &studio,
         &source,
         MediaAction::Publish,
+        &headers,
+        &body,
     )
     .await
-    {
-        Ok(participant) => participant,
-        Err(response) => return response,
-    };
-    let offer = match offer_text(&headers, &body) {
-        Ok(offer) => offer,
-        Err(refused) => return refused.into_response(),
-    };
-    let (video, audio) = match tracks(&studio, &source) {
-        Ok(tracks) => tracks,
-        Err(refused) => return refused.into_response(),
-    };
-    match state
-        .webrtc
-        .publish(offer, video, audio, &owner(&studio, &participant))
-    {
-        Ok(accepted) => {
-            tracing::info!(%studio, %participant, %source, session = %accepted.id, "participant publishing");
-            keep_checking(
-                &state,
-                &headers,
-                &studio,
-                &source,
-                MediaAction::Publish,
-                &accepted.id,
-            );
-            created(&studio, &accepted.id, accepted.answer)
-        }
-        Err(err) => offer_refused(&err),
-    }
 }
 
 async fn play<R: RoomAuthority>(
@@ -239,42 +180,43 @@ async fn play<R: RoomAuthority>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let participant = match authorize(
-        &state.authority,
-        &headers,
-        &studio,
-        &source,
-        MediaAction::Play,
-    )
-    .await
-    {
+    start(&state, &studio, &source, MediaAction::Play, &headers, &body).await
+}
+
+/// Starts a session that does `action` with `source`, if the participant
+/// may.
+async fn start<R: RoomAuthority>(
+    state: &Arc<RoomState<R>>,
+    studio: &str,
+    source: &str,
+    action: MediaAction,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let participant = match authorize(&state.authority, headers, studio, source, action).await {
         Ok(participant) => participant,
         Err(response) => return response,
     };
-    let offer = match offer_text(&headers, &body) {
-        Ok(offer) => offer,
-        Err(refused) => return refused.into_response(),
+    let (offer, (video, audio)) =
+        match offer_text(headers, body).and_then(|offer| Ok((offer, tracks(studio, source)?))) {
+            Ok(parts) => parts,
+            Err(refused) => return refused.into_response(),
+        };
+    let owner = owner(studio, &participant);
+    let accepted = match action {
+        MediaAction::Publish => state.webrtc.publish(offer, video, audio, &owner),
+        MediaAction::Play => state.webrtc.play(offer, Some(video), Some(audio), &owner),
     };
-    let (video, audio) = match tracks(&studio, &source) {
-        Ok(tracks) => tracks,
-        Err(refused) => return refused.into_response(),
-    };
-    match state.webrtc.play(
-        offer,
-        Some(video),
-        Some(audio),
-        &owner(&studio, &participant),
-    ) {
+    match accepted {
         Ok(accepted) => {
-            keep_checking(
-                &state,
-                &headers,
-                &studio,
-                &source,
-                MediaAction::Play,
-                &accepted.id,
-            );
-            created(&studio, &accepted.id, accepted.answer)
+            if action == MediaAction::Publish {
+                tracing::info!(%studio, %participant, %source, session = %accepted.id, "participant publishing");
+            }
+            {
+                let session = accepted.id.clone();
+                keep_checking(state, headers, studio, source, action, &session);
+                created(&format!("/rtc/{studio}/sessions"), accepted)
+            }
         }
         Err(err) => offer_refused(&err),
     }
@@ -336,7 +278,7 @@ async fn owned_session<R: RoomAuthority>(
         ));
     };
     let Some(owner_tag) = state.webrtc.owner(session) else {
-        return Err(error(StatusCode::NOT_FOUND, "not_found", "no such session"));
+        return Err(no_session());
     };
     let participant = match state.authority.identify(studio, token).await {
         Ok(participant) => participant,
@@ -350,7 +292,7 @@ async fn owned_session<R: RoomAuthority>(
         Err(_) => return Err(unauthorized("studio token refused")),
     };
     if owner_tag != owner(studio, &participant) {
-        return Err(error(StatusCode::NOT_FOUND, "not_found", "no such session"));
+        return Err(no_session());
     }
     Ok(())
 }
@@ -364,20 +306,7 @@ async fn trickle<R: RoomAuthority>(
     if let Err(response) = owned_session(&state, &headers, &studio, &session).await {
         return response;
     }
-    if !has_content_type(&headers, "application/trickle-ice-sdpfrag") {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send candidates as Content-Type: application/trickle-ice-sdpfrag",
-        );
-    }
-    match state
-        .webrtc
-        .trickle(&session, &String::from_utf8_lossy(&body))
-    {
-        Some(_) => StatusCode::NO_CONTENT.into_response(),
-        None => error(StatusCode::NOT_FOUND, "not_found", "no such session"),
-    }
+    add_candidates(&state.webrtc, &session, &headers, &body)
 }
 
 async fn end<R: RoomAuthority>(

@@ -53,10 +53,10 @@ struct LiveTrack {
 /// The largest picture a source may send: 4K UHD, either way round, and no
 /// side beyond 4096. A decoder's memory grows with the picture; an encoder
 /// claiming 16K would cost the origin gigabytes for no studio's benefit.
-const MAX_SIDE: u32 = 4096;
-const MAX_PIXELS: u32 = 3840 * 2160;
+pub(crate) const MAX_SIDE: u32 = 4096;
+pub(crate) const MAX_PIXELS: u32 = 3840 * 2160;
 
-fn is_oversized(width: u32, height: u32) -> bool {
+pub(crate) fn is_oversized(width: u32, height: u32) -> bool {
     width > MAX_SIDE || height > MAX_SIDE || width.saturating_mul(height) > MAX_PIXELS
 }
 

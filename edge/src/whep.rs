@@ -15,17 +15,17 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{patch, post};
 use axum::Router;
 use buildstream_mesh::TrackName;
 
-use crate::webrtc::WebrtcEdge;
-use crate::whip::{
-    allow_any_origin, bearer, error, has_content_type, offer_refused, preflight, unauthorized,
-    MAX_BODY,
+use crate::signaling::{
+    allow_any_origin, bearer, created, error, no_session, not_allowed, offer_refused, offer_text,
+    preflight, trickle as add_candidates, unauthorized, MAX_BODY,
 };
+use crate::webrtc::WebrtcEdge;
 use crate::AuthorizeError;
 
 /// Decides who may watch a studio's program, and gets the program to this
@@ -63,26 +63,20 @@ pub fn router<P: PlaybackAuthority>(webrtc: WebrtcEdge, playback: P) -> Router {
     Router::new()
         .route(
             "/whep/{studio}",
-            post(play::<P>).options(preflight).fallback(not_allowed),
+            post(play::<P>)
+                .options(preflight)
+                .fallback(|| async { not_allowed() }),
         )
         .route(
             "/whep/{studio}/{session}",
             patch(trickle::<P>)
                 .delete(end::<P>)
                 .options(preflight)
-                .fallback(not_allowed),
+                .fallback(|| async { not_allowed() }),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_response(allow_any_origin))
         .with_state(state)
-}
-
-async fn not_allowed() -> Response {
-    error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this WHEP resource takes POST (offer), PATCH (candidates) and DELETE",
-    )
 }
 
 async fn authorize<P: PlaybackAuthority>(
@@ -129,19 +123,9 @@ async fn play<P: PlaybackAuthority>(
     if let Err(response) = authorize(&state.playback, &headers, &studio).await {
         return response;
     }
-    if !has_content_type(&headers, "application/sdp") {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the offer as Content-Type: application/sdp",
-        );
-    }
-    let Ok(offer) = std::str::from_utf8(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_sdp",
-            "the offer is not UTF-8",
-        );
+    let offer = match offer_text(&headers, &body) {
+        Ok(offer) => offer,
+        Err(refused) => return refused.into_response(),
     };
     let (Ok(video), Ok(audio)) = (
         TrackName::new(&studio, "program", "video"),
@@ -155,16 +139,7 @@ async fn play<P: PlaybackAuthority>(
     {
         Ok(accepted) => {
             tracing::info!(%studio, session = %accepted.id, "WHEP player accepted");
-            (
-                StatusCode::CREATED,
-                [
-                    (header::CONTENT_TYPE, "application/sdp".to_owned()),
-                    (header::LOCATION, format!("/whep/{studio}/{}", accepted.id)),
-                    (header::ETAG, format!("\"{}\"", accepted.id)),
-                ],
-                accepted.answer,
-            )
-                .into_response()
+            created(&format!("/whep/{studio}"), accepted)
         }
         Err(err) => offer_refused(&err),
     }
@@ -180,22 +155,9 @@ async fn trickle<P: PlaybackAuthority>(
         return response;
     }
     if state.webrtc.owner(&session) != Some(owner(&studio)) {
-        return error(StatusCode::NOT_FOUND, "not_found", "no such WHEP session");
+        return no_session();
     }
-    if !has_content_type(&headers, "application/trickle-ice-sdpfrag") {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send candidates as Content-Type: application/trickle-ice-sdpfrag",
-        );
-    }
-    match state
-        .webrtc
-        .trickle(&session, &String::from_utf8_lossy(&body))
-    {
-        Some(_) => StatusCode::NO_CONTENT.into_response(),
-        None => error(StatusCode::NOT_FOUND, "not_found", "no such WHEP session"),
-    }
+    add_candidates(&state.webrtc, &session, &headers, &body)
 }
 
 async fn end<P: PlaybackAuthority>(
@@ -208,7 +170,7 @@ async fn end<P: PlaybackAuthority>(
         return unauthorized("send the viewer token as Authorization: Bearer <token>");
     }
     if state.webrtc.owner(&session) != Some(owner(&studio)) || !state.webrtc.close(&session) {
-        return error(StatusCode::NOT_FOUND, "not_found", "no such WHEP session");
+        return no_session();
     }
     StatusCode::OK.into_response()
 }

@@ -16,17 +16,18 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{patch, post};
-use axum::{Json, Router};
+use axum::Router;
 use buildstream_mesh::TrackName;
 
-use crate::webrtc::{OfferError, SessionError, WebrtcEdge};
+use crate::signaling::{
+    allow_any_origin, bearer, created, error, no_session, not_allowed, offer_refused, offer_text,
+    preflight, trickle as add_candidates, unauthorized, MAX_BODY,
+};
+use crate::webrtc::WebrtcEdge;
 use crate::{AuthorizeError, KeyAuthority, SourceGrant};
-
-/// The largest body taken, offer or candidate fragment.
-pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 struct WhipState<K> {
     webrtc: WebrtcEdge,
@@ -39,109 +40,20 @@ pub fn router<K: KeyAuthority>(webrtc: WebrtcEdge, keys: K) -> Router {
     Router::new()
         .route(
             "/whip/{source}",
-            post(publish::<K>).options(preflight).fallback(not_allowed),
+            post(publish::<K>)
+                .options(preflight)
+                .fallback(|| async { not_allowed() }),
         )
         .route(
             "/whip/{source}/{session}",
             patch(trickle::<K>)
                 .delete(end::<K>)
                 .options(preflight)
-                .fallback(not_allowed),
+                .fallback(|| async { not_allowed() }),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_response(allow_any_origin))
         .with_state(state)
-}
-
-/// WHIP clients in web pages live on other origins; the bearer token, not
-/// the origin, is what authorises them.
-pub(crate) async fn allow_any_origin(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Location, ETag, Link"),
-    );
-    response
-}
-
-pub(crate) async fn preflight() -> Response {
-    (
-        StatusCode::NO_CONTENT,
-        [
-            (
-                header::ACCESS_CONTROL_ALLOW_METHODS,
-                "POST, PATCH, DELETE, OPTIONS",
-            ),
-            (
-                header::ACCESS_CONTROL_ALLOW_HEADERS,
-                "Authorization, Content-Type, If-Match",
-            ),
-            (header::ACCESS_CONTROL_MAX_AGE, "600"),
-        ],
-    )
-        .into_response()
-}
-
-async fn not_allowed() -> Response {
-    error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this WHIP resource takes POST (offer), PATCH (candidates) and DELETE",
-    )
-}
-
-/// An error answer, small enough to pass around before it becomes a
-/// [`Response`].
-pub(crate) struct HttpError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl HttpError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-impl IntoResponse for HttpError {
-    fn into_response(self) -> Response {
-        error(self.status, self.code, &self.message)
-    }
-}
-
-/// A JSON error in the API's shape.
-pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(serde_json::json!({ "error": { "code": code, "message": message } })),
-    )
-        .into_response()
-}
-
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
-pub(crate) fn unauthorized(message: &str) -> Response {
-    let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", message);
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
 }
 
 /// The grant for the request's bearer token, if it names `source`.
@@ -174,16 +86,40 @@ async fn authorize<K: KeyAuthority>(
     }
 }
 
-fn owner(grant: &SourceGrant) -> String {
-    format!("whip:{}/{}", grant.studio, grant.source)
+/// How often a live WHIP publisher's key is checked again, as RTMP
+/// publishers' are: a rotated key or a deleted source ends the session.
+const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn keep_checking<K: KeyAuthority>(
+    state: &Arc<WhipState<K>>,
+    key: &str,
+    grant: SourceGrant,
+    session: &str,
+) {
+    let (state, key, session) = (state.clone(), key.to_owned(), session.to_owned());
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(RECHECK_EVERY).await;
+            if state.webrtc.owner(&session).is_none() {
+                return;
+            }
+            match state.keys.authorize(&key).await {
+                Ok(now) if now == grant => {}
+                // The control plane being away keeps the encoder live.
+                Err(AuthorizeError::Unavailable(_)) => {}
+                Ok(_) | Err(AuthorizeError::Refused) => {
+                    tracing::info!(studio = %grant.studio, source = %grant.source, %session,
+                        "stream key no longer valid; WHIP session ended");
+                    state.webrtc.close(&session);
+                    return;
+                }
+            }
+        }
+    });
 }
 
-pub(crate) fn has_content_type(headers: &HeaderMap, wanted: &str) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case(wanted))
+fn owner(grant: &SourceGrant) -> String {
+    format!("whip:{}/{}", grant.studio, grant.source)
 }
 
 async fn publish<K: KeyAuthority>(
@@ -196,19 +132,9 @@ async fn publish<K: KeyAuthority>(
         Ok(grant) => grant,
         Err(response) => return response,
     };
-    if !has_content_type(&headers, "application/sdp") {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the offer as Content-Type: application/sdp",
-        );
-    }
-    let Ok(offer) = std::str::from_utf8(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_sdp",
-            "the offer is not UTF-8",
-        );
+    let offer = match offer_text(&headers, &body) {
+        Ok(offer) => offer,
+        Err(refused) => return refused.into_response(),
     };
     let (Ok(video), Ok(audio)) = (
         TrackName::new(&grant.studio, &grant.source, "video"),
@@ -223,36 +149,12 @@ async fn publish<K: KeyAuthority>(
     match state.webrtc.publish(offer, video, audio, &owner(&grant)) {
         Ok(accepted) => {
             tracing::info!(studio = %grant.studio, source = %grant.source, session = %accepted.id, "WHIP publisher accepted");
-            let location = format!("/whip/{source}/{}", accepted.id);
-            (
-                StatusCode::CREATED,
-                [
-                    (header::CONTENT_TYPE, "application/sdp".to_owned()),
-                    (header::LOCATION, location),
-                    (header::ETAG, format!("\"{}\"", accepted.id)),
-                ],
-                accepted.answer,
-            )
-                .into_response()
+            if let Some(key) = bearer(&headers) {
+                keep_checking(&state, key, grant, &accepted.id);
+            }
+            created(&format!("/whip/{source}"), accepted)
         }
         Err(err) => offer_refused(&err),
-    }
-}
-
-/// The response for an offer the edge will not take.
-pub(crate) fn offer_refused(err: &SessionError) -> Response {
-    match err {
-        SessionError::Offer(OfferError::NotAcceptable(why)) => {
-            error(StatusCode::NOT_ACCEPTABLE, "offer_not_acceptable", why)
-        }
-        SessionError::Offer(other) => {
-            error(StatusCode::BAD_REQUEST, "invalid_sdp", &other.to_string())
-        }
-        SessionError::Full => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "edge_full",
-            &err.to_string(),
-        ),
     }
 }
 
@@ -267,20 +169,9 @@ async fn trickle<K: KeyAuthority>(
         Err(response) => return response,
     };
     if state.webrtc.owner(&session) != Some(owner(&grant)) {
-        return error(StatusCode::NOT_FOUND, "not_found", "no such WHIP session");
+        return no_session();
     }
-    if !has_content_type(&headers, "application/trickle-ice-sdpfrag") {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send candidates as Content-Type: application/trickle-ice-sdpfrag",
-        );
-    }
-    let fragment = String::from_utf8_lossy(&body);
-    match state.webrtc.trickle(&session, &fragment) {
-        Some(_) => StatusCode::NO_CONTENT.into_response(),
-        None => error(StatusCode::NOT_FOUND, "not_found", "no such WHIP session"),
-    }
+    add_candidates(&state.webrtc, &session, &headers, &body)
 }
 
 async fn end<K: KeyAuthority>(
@@ -293,7 +184,7 @@ async fn end<K: KeyAuthority>(
         Err(response) => return response,
     };
     if state.webrtc.owner(&session) != Some(owner(&grant)) || !state.webrtc.close(&session) {
-        return error(StatusCode::NOT_FOUND, "not_found", "no such WHIP session");
+        return no_session();
     }
     tracing::info!(studio = %grant.studio, source = %grant.source, %session, "WHIP publisher ended");
     StatusCode::OK.into_response()

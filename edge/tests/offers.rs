@@ -200,3 +200,42 @@ async fn trickled_candidates_outside_the_allowed_networks_are_ignored() {
     assert!(edge.close(&accepted.id));
     assert!(!edge.close(&accepted.id));
 }
+
+#[tokio::test]
+async fn an_offer_binding_one_payload_type_to_two_codecs_is_refused_not_a_crash() {
+    // PT 96 is VP8 in the video section and Opus in the audio one: str0m
+    // panics on this inside its negotiation; the edge refuses it instead.
+    let contradictory = offer("browser-sendonly.sdp")
+        .replace(
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 96",
+        )
+        .replace("a=rtpmap:111 opus/48000/2", "a=rtpmap:96 opus/48000/2")
+        .replace("a=sendonly", "a=recvonly");
+    let edge = edge().await;
+    let (video, audio) = tracks();
+    let refused = edge.play(&contradictory, Some(video), Some(audio), "test");
+    assert!(
+        matches!(refused, Err(SessionError::Offer(_))),
+        "{refused:?}"
+    );
+    // And the edge goes on.
+    let (video, audio) = tracks();
+    edge.publish(&offer("browser-sendonly.sdp"), video, audio, "test")
+        .expect("a good offer afterwards");
+}
+
+#[tokio::test]
+async fn offers_with_too_many_media_sections_are_refused() {
+    let one = offer("audio-only.sdp");
+    let section = &one[one.find("m=audio").unwrap()..];
+    let mut many = one.clone();
+    for _ in 0..12 {
+        many.push_str(section);
+    }
+    let (video, audio) = tracks();
+    assert!(matches!(
+        edge().await.publish(&many, video, audio, "test"),
+        Err(SessionError::Offer(OfferError::Malformed(_)))
+    ));
+}

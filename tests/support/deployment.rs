@@ -15,6 +15,46 @@ pub const TOKEN_SECRET: &str = "test-token-secret-0123456789abcdef0123";
 
 pub const NODE_TOKEN: &str = "test-node-token-0123456789";
 
+/// Free loopback ports for every listener of a deployment.
+struct Ports {
+    http: u16,
+    ingest: u16,
+    edge_http: u16,
+    origin: u16,
+    mesh: u16,
+    origin_mesh: u16,
+    webrtc: u16,
+}
+
+impl Ports {
+    fn pick() -> Self {
+        Self {
+            http: free_tcp_port(),
+            ingest: free_tcp_port(),
+            edge_http: free_tcp_port(),
+            origin: free_tcp_port(),
+            mesh: free_udp_port(),
+            origin_mesh: free_udp_port(),
+            webrtc: free_udp_port(),
+        }
+    }
+
+    /// Points every role's listeners at these ports.
+    fn apply(&self, command: &mut Command) {
+        for (variable, port) in [
+            ("BUILDSTREAM_HTTP_LISTEN", self.http),
+            ("BUILDSTREAM_RTMP_LISTEN", self.ingest),
+            ("BUILDSTREAM_EDGE_HTTP_LISTEN", self.edge_http),
+            ("BUILDSTREAM_ORIGIN_LISTEN", self.origin),
+            ("BUILDSTREAM_MESH_LISTEN", self.mesh),
+            ("BUILDSTREAM_ORIGIN_MESH_LISTEN", self.origin_mesh),
+            ("BUILDSTREAM_WEBRTC_LISTEN", self.webrtc),
+        ] {
+            command.env(variable, format!("127.0.0.1:{port}"));
+        }
+    }
+}
+
 /// Ports and files of one deployment under test.
 pub struct Deployment {
     pub api: String,
@@ -52,97 +92,42 @@ impl Deployment {
     /// `buildstream dev`: everything in one process.
     pub async fn dev(ca: &TestCa) -> Self {
         let data = TempDir::new("dev");
-        let http = free_tcp_port();
-        let ingest_port = free_tcp_port();
-        let edge_http = free_tcp_port();
-        let origin_port = free_tcp_port();
+        let ports = Ports::pick();
         let mut command = Command::new(buildstream_bin());
-        command
-            .arg("dev")
-            .env("BUILDSTREAM_HTTP_LISTEN", format!("127.0.0.1:{http}"))
-            .env(
-                "BUILDSTREAM_RTMP_LISTEN",
-                format!("127.0.0.1:{ingest_port}"),
-            )
-            .env(
-                "BUILDSTREAM_MESH_LISTEN",
-                format!("127.0.0.1:{}", free_udp_port()),
-            )
-            .env(
-                "BUILDSTREAM_ORIGIN_MESH_LISTEN",
-                format!("127.0.0.1:{}", free_udp_port()),
-            )
-            .env(
-                "BUILDSTREAM_EDGE_HTTP_LISTEN",
-                format!("127.0.0.1:{edge_http}"),
-            )
-            .env(
-                "BUILDSTREAM_WEBRTC_LISTEN",
-                format!("127.0.0.1:{}", free_udp_port()),
-            )
-            .env(
-                "BUILDSTREAM_ORIGIN_LISTEN",
-                format!("127.0.0.1:{origin_port}"),
-            );
+        command.arg("dev");
+        ports.apply(&mut command);
         common_env(&mut command, data.path(), ca);
         let procs = vec![Proc::spawn("buildstream dev", &mut command)];
-        Self::ready(http, origin_port, ingest_port, edge_http, procs, data).await
+        Self::ready(ports, procs, data).await
     }
 
     /// `buildstream control`, `edge` and `origin` as three processes.
     pub async fn three_processes(ca: &TestCa) -> Self {
         let data = TempDir::new("roles");
-        let http = free_tcp_port();
-        let ingest_port = free_tcp_port();
-        let edge_http = free_tcp_port();
-        let origin_port = free_tcp_port();
-        let control_url = format!("http://127.0.0.1:{http}");
+        let ports = Ports::pick();
+        let control_url = format!("http://127.0.0.1:{}", ports.http);
         let mut procs = Vec::new();
         for role in ["control", "edge", "origin"] {
             let role_data = data.path().join(role);
             let mut command = Command::new(buildstream_bin());
             command
                 .arg(role)
-                .env("BUILDSTREAM_HTTP_LISTEN", format!("127.0.0.1:{http}"))
-                .env("BUILDSTREAM_CONTROL_URL", &control_url)
-                .env(
-                    "BUILDSTREAM_RTMP_LISTEN",
-                    format!("127.0.0.1:{ingest_port}"),
-                )
-                .env(
-                    "BUILDSTREAM_MESH_LISTEN",
-                    format!("127.0.0.1:{}", free_udp_port()),
-                )
-                .env(
-                    "BUILDSTREAM_ORIGIN_MESH_LISTEN",
-                    format!("127.0.0.1:{}", free_udp_port()),
-                )
-                .env(
-                    "BUILDSTREAM_EDGE_HTTP_LISTEN",
-                    format!("127.0.0.1:{edge_http}"),
-                )
-                .env(
-                    "BUILDSTREAM_WEBRTC_LISTEN",
-                    format!("127.0.0.1:{}", free_udp_port()),
-                )
-                .env(
-                    "BUILDSTREAM_ORIGIN_LISTEN",
-                    format!("127.0.0.1:{origin_port}"),
-                );
+                .env("BUILDSTREAM_CONTROL_URL", &control_url);
+            ports.apply(&mut command);
             common_env(&mut command, &role_data, ca);
             procs.push(Proc::spawn(&format!("buildstream {role}"), &mut command));
         }
-        Self::ready(http, origin_port, ingest_port, edge_http, procs, data).await
+        Self::ready(ports, procs, data).await
     }
 
-    async fn ready(
-        http: u16,
-        origin_port: u16,
-        ingest_port: u16,
-        edge_http: u16,
-        procs: Vec<Proc>,
-        data: TempDir,
-    ) -> Self {
+    async fn ready(ports: Ports, procs: Vec<Proc>, data: TempDir) -> Self {
+        let Ports {
+            http,
+            origin: origin_port,
+            ingest: ingest_port,
+            edge_http,
+            ..
+        } = ports;
         let api = format!("http://127.0.0.1:{http}");
         // Generous: on a loaded 2-core CI machine start-up can take a while.
         wait_http_ok(&format!("{api}/healthz"), Duration::from_secs(90)).await;

@@ -407,7 +407,7 @@ impl RgbFrame {
         const RATE: f64 = 4.0;
         let output = Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error"])
-            .args(["-sseof", &format!("-{}", seconds_from_end + 5.0)])
+            .args(["-sseof", &format!("-{}", seconds_from_end + 8.0)])
             .arg("-i")
             .arg(path)
             .args(["-an", "-vf", &format!("fps={RATE}")])

@@ -17,7 +17,7 @@ if (!app || !rtmpUrl || !streamKey || !screenshot) {
 }
 const seconds = Number(secondsArg || 10);
 const say = (step, fields = {}) => console.log(JSON.stringify({ step, ...fields }));
-const TIMEOUT = 30000;
+const TIMEOUT = 60000;
 
 async function context(browser, label) {
   const ctx = await browser.newContext({
@@ -126,7 +126,7 @@ try {
   say("screen shared", { main_source: first });
   await host.waitForTimeout(1000);
   say("screen on stage");
-  await host.waitForTimeout(8000);
+  await host.waitForTimeout(15000);
   await host.screenshot({ path: screenshot.replace(/\.png$/, "-screen.png"), fullPage: true });
   await guest.getByRole("button", { name: "Stop sharing" }).click();
   await host.locator("li[data-name='Gus Guest']").getByRole("button", { name: "Remove screen" }).click();

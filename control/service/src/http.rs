@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::response::IntoResponse as _;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -34,6 +35,10 @@ pub struct Limits {
     /// Time from the first byte of a request (or from the previous
     /// response on a kept-alive connection) to the end of its head.
     pub header_read_timeout: Duration,
+    /// Time from the end of a request's head to the end of its response
+    /// being produced, body read included: a client trickling its body a
+    /// byte at a time gives up its connection.
+    pub request_timeout: Duration,
     /// How long stopping waits for requests in progress.
     pub drain_timeout: Duration,
 }
@@ -44,6 +49,7 @@ impl Default for Limits {
             max_connections: 2048,
             max_connections_per_peer: 128,
             header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
         }
     }
@@ -157,6 +163,17 @@ pub async fn serve(
                 let mut request = request.map(Body::new);
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request
+            })
+            .map_future(move |response| async move {
+                match tokio::time::timeout(limits.request_timeout, response).await {
+                    Ok(response) => response,
+                    Err(_) => Ok(crate::ApiError::new(
+                        axum::http::StatusCode::REQUEST_TIMEOUT,
+                        "request_timeout",
+                        "the request took too long to arrive",
+                    )
+                    .into_response()),
+                }
             });
         let mut closed = closed.clone();
         connections.spawn(async move {

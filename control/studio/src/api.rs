@@ -972,6 +972,11 @@ async fn authorize_playback(
     ApiJson(body): ApiJson<AuthorizePlayback>,
 ) -> Result<Json<PlaybackGrant>, ApiError> {
     let claims = service.keys.verify_studio(&body.token)?;
+    // Viewer tokens, and the host's own; an invite or a guest's pass is
+    // not a ticket to the program.
+    if claims.role != "viewer" && claims.role != "host" {
+        return Err(ApiError::unauthorized("not a viewer token"));
+    }
     if claims.studio != body.studio {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

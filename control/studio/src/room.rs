@@ -133,7 +133,10 @@ async fn caller(
             name: String::new(),
         });
     }
-    studio_caller(service, token, studio)
+    let caller = studio_caller(service, token, studio)?;
+    // A studio token outlives its studio; a deleted studio is gone for it.
+    service.store.studio(studio).await?;
+    Ok(caller)
 }
 
 fn studio_caller(service: &StudioService, token: &str, studio: &str) -> Result<Caller, ApiError> {
@@ -411,28 +414,19 @@ async fn join(
     };
     let camera = source_id("cam_", &id, &caller.sub);
     let screen = source_id("scr_", &id, &caller.sub);
-    let known = service
-        .store
-        .sources_of(&id)
-        .await?
-        .iter()
-        .any(|s| s.id == camera);
-    if !known && service.store.attachment_counts(&id).await?.0 >= MAX_SOURCES_PER_STUDIO {
-        return Err(limit_reached("sources per studio", MAX_SOURCES_PER_STUDIO));
+    // A guest's camera becomes a source of the studio when they are
+    // admitted, not before: waiting guests must not fill the studio's
+    // sources.
+    let admitted = caller.host
+        || service
+            .rooms
+            .lock()
+            .get(&id)
+            .and_then(|room| room.participants.get(&caller.sub))
+            .is_some_and(|p| p.admitted);
+    if admitted {
+        ensure_source(&service, &id, &camera, "camera", &name).await?;
     }
-    service
-        .store
-        .upsert_source(
-            &SourceRow {
-                id: camera.clone(),
-                studio_id: id.clone(),
-                kind: "camera".to_owned(),
-                name: name.clone(),
-                created_at: now_rfc3339(),
-            },
-            &unusable_key_digest(),
-        )
-        .await?;
     {
         let mut rooms = service.rooms.lock();
         let room = rooms.entry(id.clone()).or_default();
@@ -482,6 +476,39 @@ async fn join(
         edge_url: service.public_edge_http_url(),
         room: snapshot(&service, &id, &caller).await?,
     }))
+}
+
+/// Makes a participant's camera or screen source exist under `name`,
+/// within the studio's source limit.
+async fn ensure_source(
+    service: &StudioService,
+    studio: &str,
+    source: &str,
+    kind: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    let known = service
+        .store
+        .sources_of(studio)
+        .await?
+        .iter()
+        .any(|s| s.id == source);
+    if !known && service.store.attachment_counts(studio).await?.0 >= MAX_SOURCES_PER_STUDIO {
+        return Err(limit_reached("sources per studio", MAX_SOURCES_PER_STUDIO));
+    }
+    service
+        .store
+        .upsert_source(
+            &SourceRow {
+                id: source.to_owned(),
+                studio_id: studio.to_owned(),
+                kind: kind.to_owned(),
+                name: name.to_owned(),
+                created_at: now_rfc3339(),
+            },
+            &unusable_key_digest(),
+        )
+        .await
 }
 
 /// Participant sources are published with studio tokens at the edge, never
@@ -545,28 +572,7 @@ async fn screen_source(
         p.sharing = true;
         (p.screen.clone(), format!("{} (screen)", p.name))
     };
-    let known = service
-        .store
-        .sources_of(&id)
-        .await?
-        .iter()
-        .any(|s| s.id == screen);
-    if !known && service.store.attachment_counts(&id).await?.0 >= MAX_SOURCES_PER_STUDIO {
-        return Err(limit_reached("sources per studio", MAX_SOURCES_PER_STUDIO));
-    }
-    service
-        .store
-        .upsert_source(
-            &SourceRow {
-                id: screen.clone(),
-                studio_id: id.clone(),
-                kind: "screen".to_owned(),
-                name,
-                created_at: now_rfc3339(),
-            },
-            &unusable_key_digest(),
-        )
-        .await?;
+    ensure_source(&service, &id, &screen, "screen", &name).await?;
     Ok(Json(ScreenView {
         screen_source: screen,
     }))
@@ -596,12 +602,23 @@ async fn admit(
     ApiPath((id, participant)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     host_only(&caller(&service, &headers, &id).await?)?;
-    let mut rooms = service.rooms.lock();
-    let p = rooms
+    let (camera, name) = {
+        let rooms = service.rooms.lock();
+        let p = rooms
+            .get(&id)
+            .and_then(|room| room.participants.values().find(|p| p.id == participant))
+            .ok_or_else(|| ApiError::not_found("participant"))?;
+        (p.camera.clone(), p.name.clone())
+    };
+    ensure_source(&service, &id, &camera, "camera", &name).await?;
+    if let Some(p) = service
+        .rooms
+        .lock()
         .get_mut(&id)
         .and_then(|room| room.participants.values_mut().find(|p| p.id == participant))
-        .ok_or_else(|| ApiError::not_found("participant"))?;
-    p.admitted = true;
+    {
+        p.admitted = true;
+    }
     tracing::info!(studio = %id, %participant, "guest admitted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -170,6 +170,33 @@ async fn a_guest_with_an_invite_waits_until_admitted_then_goes_on_stage() {
     let guest_id = joined["room"]["you"]["id"].as_str().unwrap().to_owned();
     assert_eq!(joined["media_token"], guest.as_str());
 
+    // Waiting guests are no sources of the studio yet.
+    let (_, sources) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/studios/{id}/sources"),
+        Value::Null,
+        Some(&host),
+    )
+    .await;
+    assert_eq!(
+        sources.as_array().unwrap().len(),
+        1,
+        "only the host's camera: {sources}"
+    );
+    // Neither an invite nor a guest pass is a viewer token.
+    for token in [invite_token, guest.as_str()] {
+        let (status, _) = call(
+            &app,
+            "POST",
+            "/internal/v1/playback/authorize",
+            json!({"studio": id, "token": token}),
+            Some(NODE_TOKEN),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
     // Waiting: nothing to send or receive at the edge.
     assert_eq!(
         authorize(&app, &id, &guest, &guest_camera, "publish").await,

@@ -9,8 +9,9 @@
 //! are all a client needs.
 //!
 //! Datagrams are routed to sessions by the ICE username in STUN binding
-//! requests (which name the edge's ufrag, unique per session) and after
-//! that by the remote address those requests came from. Each session runs
+//! requests (which name the edge's ufrag, unique per session) and otherwise
+//! by remote address: the one address each session's ICE agent sends to,
+//! chosen after checking the requests' integrity. Each session runs
 //! on its own task; see [`session`].
 
 mod frames;
@@ -124,7 +125,14 @@ struct SessionEntry {
     inbox: mpsc::Sender<Inbound>,
     ufrag: String,
     owner: String,
+    /// The remote addresses the session has sent to, newest last: the
+    /// candidate pairs its ICE agent answered checks on.
+    addrs: Vec<SocketAddr>,
 }
+
+/// Remote addresses remembered per session: a browser checks a few
+/// candidate pairs; more would only let one peer fill the map.
+const ADDRS_PER_SESSION: usize = 4;
 
 impl Registry {
     fn lock(&self) -> MutexGuard<'_, RegistryInner> {
@@ -135,24 +143,45 @@ impl Registry {
         let mut inner = self.lock();
         if let Some(entry) = inner.sessions.remove(id) {
             inner.by_ufrag.remove(&entry.ufrag);
-            inner.by_addr.retain(|_, owner| owner != id);
+            for addr in entry.addrs {
+                if inner.by_addr.get(&addr).is_some_and(|owner| owner == id) {
+                    inner.by_addr.remove(&addr);
+                }
+            }
         }
     }
 
-    /// The inbox for a datagram from `from`: the session its STUN request
-    /// names (which also claims the address), or the one the address
-    /// belongs to.
-    fn route(&self, from: SocketAddr, datagram: &[u8]) -> Option<mpsc::Sender<Inbound>> {
+    /// Records that session `id` sends to `addr`, so that what comes from
+    /// there is its. Only the session's ICE agent decides this (after
+    /// checking the STUN request's integrity), never a datagram by itself:
+    /// a forged request cannot take another session's address.
+    pub(crate) fn claim(&self, id: &str, addr: SocketAddr) {
         let mut inner = self.lock();
-        let id = match net::stun_local_ufrag(datagram) {
-            Some(ufrag) => {
-                let id = inner.by_ufrag.get(ufrag)?.clone();
-                inner.by_addr.insert(from, id.clone());
-                id
-            }
-            None => inner.by_addr.get(&from)?.clone(),
+        let Some(entry) = inner.sessions.get_mut(id) else {
+            return;
         };
-        inner.sessions.get(&id).map(|entry| entry.inbox.clone())
+        if entry.addrs.contains(&addr) {
+            return;
+        }
+        entry.addrs.push(addr);
+        let evicted = (entry.addrs.len() > ADDRS_PER_SESSION).then(|| entry.addrs.remove(0));
+        if let Some(old) = evicted {
+            if inner.by_addr.get(&old).is_some_and(|owner| owner == id) {
+                inner.by_addr.remove(&old);
+            }
+        }
+        inner.by_addr.insert(addr, id.to_owned());
+    }
+
+    /// The inbox for a datagram from `from`: the session its STUN request
+    /// names, or the one that sends to that address.
+    fn route(&self, from: SocketAddr, datagram: &[u8]) -> Option<mpsc::Sender<Inbound>> {
+        let inner = self.lock();
+        let id = match net::stun_local_ufrag(datagram) {
+            Some(ufrag) => inner.by_ufrag.get(ufrag)?,
+            None => inner.by_addr.get(&from)?,
+        };
+        inner.sessions.get(id).map(|entry| entry.inbox.clone())
     }
 }
 
@@ -330,11 +359,22 @@ impl WebrtcEdge {
                 Err(err) => tracing::warn!(%addr, error = %err, "announce address refused"),
             }
         }
-        let answer = rtc
-            .sdp_api()
-            .accept_offer(parsed)
-            .map_err(|err| OfferError::Malformed(err.to_string()))?
-            .to_sdp_string();
+        // str0m panics on some contradictory offers (one payload type bound
+        // to two codecs across sections); such an offer is refused, and the
+        // half-built connection dropped, like any other bad offer.
+        let accepted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rtc.sdp_api().accept_offer(parsed)
+        }));
+        let answer = match accepted {
+            Ok(Ok(answer)) => answer.to_sdp_string(),
+            Ok(Err(err)) => return Err(OfferError::Malformed(err.to_string()).into()),
+            Err(_) => {
+                return Err(OfferError::Malformed(
+                    "its payload types contradict each other across media sections".into(),
+                )
+                .into())
+            }
+        };
         if let Some(reason) = sdp::refusals(offer, &answer, flow) {
             return Err(OfferError::NotAcceptable(reason).into());
         }
@@ -350,6 +390,7 @@ impl WebrtcEdge {
                     inbox: inbox_tx,
                     ufrag,
                     owner: owner.to_owned(),
+                    addrs: Vec::new(),
                 },
             );
         }

@@ -18,6 +18,11 @@ use std::fmt::Write as _;
 /// codecs stays under 20 KiB.
 pub(crate) const MAX_OFFER_BYTES: usize = 64 * 1024;
 
+/// The most media sections an offer may have: a camera, a microphone and a
+/// screen with its sound need four; negotiating hundreds costs the edge
+/// real time for nothing.
+pub(crate) const MAX_MEDIA_SECTIONS: usize = 8;
+
 /// Why an offer cannot be taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OfferError {
@@ -84,6 +89,11 @@ pub(crate) fn check(offer: &str) -> Result<(), OfferError> {
     let parts = sections(offer)?;
     if parts.len() < 2 {
         return Err(OfferError::NoMedia);
+    }
+    if parts.len() - 1 > MAX_MEDIA_SECTIONS {
+        return Err(OfferError::Malformed(format!(
+            "it has more than {MAX_MEDIA_SECTIONS} media sections"
+        )));
     }
     Ok(())
 }

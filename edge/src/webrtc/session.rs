@@ -91,6 +91,9 @@ impl Session {
             cancel,
         } = self;
         let mut driver = Driver {
+            id: id.clone(),
+            registry: registry.clone(),
+            sends_to: None,
             rtc,
             socket,
             connected: false,
@@ -186,6 +189,10 @@ async fn keyframe_requested(requests: Option<&mut KeyframeRequests>) {
 }
 
 struct Driver {
+    id: String,
+    registry: Arc<Registry>,
+    /// Where the session last sent to.
+    sends_to: Option<SocketAddr>,
     rtc: Rtc,
     socket: Arc<UdpSocket>,
     connected: bool,
@@ -221,6 +228,11 @@ impl Driver {
             match output {
                 Output::Timeout(at) => return at,
                 Output::Transmit(transmit) => {
+                    if self.sends_to != Some(transmit.destination) {
+                        self.sends_to = Some(transmit.destination);
+                        self.registry.claim(&self.id, transmit.destination);
+                    }
+
                     // UDP: a full buffer or an unreachable peer loses the
                     // datagram, which RTP and ICE are built to survive.
                     let _ = self
@@ -394,6 +406,8 @@ struct PublishedTrack {
     keyframe_requests: Option<KeyframeRequests>,
     config: Option<Arc<TrackConfig>>,
     clock: RtpClock,
+    /// The picture size last refused as too large, so it is logged once.
+    refused_size: Option<(u32, u32)>,
 }
 
 impl Publishing {
@@ -434,6 +448,22 @@ impl Publishing {
             }
             _ => return Ok(None),
         };
+        // The same limit as for RTMP sources: a decoder's memory grows with
+        // the picture, and a sender claiming 16K would cost the origin
+        // gigabytes.
+        if crate::source::is_oversized(config.width, config.height) {
+            if self.video.refused_size != Some((config.width, config.height)) {
+                tracing::warn!(track = %self.video.name, width = config.width, height = config.height,
+                    max_side = crate::source::MAX_SIDE, max_pixels = crate::source::MAX_PIXELS,
+                    "video larger than 4K refused");
+                self.video.refused_size = Some((config.width, config.height));
+            }
+            // Dropping the producer ends the track; audio goes on.
+            self.video.producer = None;
+            self.video.keyframe_requests = None;
+            return Ok(None);
+        }
+        self.video.refused_size = None;
         // A frame after a gap refers to what never arrived: decoders
         // downstream (the origin, other participants, whose packetizer
         // numbers pictures anew and so cannot see the gap) would draw
@@ -482,6 +512,7 @@ impl PublishedTrack {
             keyframe_requests: None,
             config: None,
             clock: RtpClock::default(),
+            refused_size: None,
         }
     }
 
