@@ -427,12 +427,22 @@ async fn a_host_and_an_invited_guest_go_live_together_and_survive_a_reload() {
     wait_for("8 s of program", Duration::from_secs(60), || {
         (recorded_seconds(&recording) >= 8.0).then_some(())
     });
-    let frame = RgbFrame::grab(&recording, 1.0).expect("a frame");
-    let (left, right) = (frame.mean(0.25, 0.5, 40), frame.mean(0.75, 0.5, 40));
+    // On a loaded machine a picture may need a moment (a keyframe) after a
+    // loss; look for a few seconds before deciding.
+    let host_shows = |rgb: [u8; 3]| looks(rgb, "blue") || rgb.iter().all(|&c| c > 200);
+    let (mut left, mut right) = ([0; 3], [0; 3]);
+    for _ in 0..10 {
+        let frame = RgbFrame::grab(&recording, 1.0).expect("a frame");
+        (left, right) = (frame.mean(0.25, 0.5, 40), frame.mean(0.75, 0.5, 40));
+        if host_shows(left) && looks(right, "green") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     std::fs::copy(&recording, artifacts.join("room-program.flv")).ok();
     assert!(
-        looks(left, "blue") || left.iter().all(|&c| c > 200),
+        host_shows(left),
         "host (blue or white) on the left: {left:?}"
     );
     assert!(
@@ -446,9 +456,15 @@ async fn a_host_and_an_invited_guest_go_live_together_and_survive_a_reload() {
     println!("guest reload: {reloaded}");
     assert_eq!(reloaded["state"], "stage", "{reloaded}");
     assert_eq!(reloaded["same_camera"], true);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let frame = RgbFrame::grab(&recording, 0.5).expect("a frame after the reload");
-    let right = frame.mean(0.75, 0.5, 40);
+    let mut right = [0; 3];
+    for _ in 0..20 {
+        let frame = RgbFrame::grab(&recording, 0.5).expect("a frame after the reload");
+        right = frame.mean(0.75, 0.5, 40);
+        if looks(right, "green") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     assert!(
         looks(right, "green"),
         "the guest is back in their slot: {right:?}"

@@ -129,7 +129,7 @@ try {
     host.evaluate((since) => window.frameTimes.find((t) => t >= since), republishedAt), 20000);
   say("reloaded", { state: back.room.you.state, same_camera: back.room.you.camera_source === guestCamera,
     back_after_ms: resumedAt - reloadedAt });
-  await new Promise((r) => setTimeout(r, 4000));
+  await new Promise((r) => setTimeout(r, 10000));
 
   // The host removes the guest: their token stops working, and the edge
   // ends the media they were sending.
