@@ -116,6 +116,7 @@ export interface Scene {
   on_stage: string[];
   banner: Banner;
   ticker?: Banner;
+  banners?: string[];
   logo?: string | null;
   background: Background;
   brand_color: string;

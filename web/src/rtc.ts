@@ -85,10 +85,10 @@ export class EdgeSession {
     return this.pc.connectionState === "failed" || this.pc.connectionState === "closed";
   }
 
+  /// Ends the session at the edge, then here.
   close(): void {
-    this.pc.close();
-    void fetch(this.location, { method: "DELETE", headers: { Authorization: `Bearer ${this.token}` } }).catch(
-      () => undefined,
-    );
+    void fetch(this.location, { method: "DELETE", headers: { Authorization: `Bearer ${this.token}` } })
+      .catch(() => undefined)
+      .finally(() => this.pc.close());
   }
 }

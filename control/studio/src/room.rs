@@ -532,14 +532,18 @@ async fn leave(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let caller = caller(&service, &headers, &id).await?;
-    if let Some(room) = service.rooms.lock().get_mut(&id) {
+    let sources = service.rooms.lock().get_mut(&id).and_then(|room| {
         // Offline at once; the entry (and admission) stays for a return.
-        if let Some(p) = room.participants.get_mut(&caller.sub) {
-            p.last_seen = Instant::now()
-                .checked_sub(ONLINE_FOR)
-                .unwrap_or_else(Instant::now);
-            p.sharing = false;
-        }
+        let p = room.participants.get_mut(&caller.sub)?;
+        p.last_seen = Instant::now()
+            .checked_sub(ONLINE_FOR)
+            .unwrap_or_else(Instant::now);
+        p.sharing = false;
+        Some([p.camera.clone(), p.screen.clone()])
+    });
+    // Whoever leaves leaves the stage too (a reload does not leave).
+    if let Some(sources) = sources {
+        take_off_stage(&service, &id, &sources).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -578,22 +582,46 @@ async fn screen_source(
     }))
 }
 
-/// The caller stopped sharing their screen.
+/// The caller stopped sharing their screen: it also leaves the stage.
 async fn stop_screen(
     State(service): State<StudioService>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let caller = caller(&service, &headers, &id).await?;
-    if let Some(p) = service
+    let screen = service
         .rooms
         .lock()
         .get_mut(&id)
         .and_then(|room| room.participants.get_mut(&caller.sub))
-    {
-        p.sharing = false;
+        .map(|p| {
+            p.sharing = false;
+            p.screen.clone()
+        });
+    // Nothing more to show: the screen leaves the stage too.
+    if let Some(screen) = screen {
+        take_off_stage(&service, &id, &[screen]).await?;
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes `sources` from the studio's stage, live, if any is on it.
+async fn take_off_stage(
+    service: &StudioService,
+    id: &str,
+    sources: &[String],
+) -> Result<(), ApiError> {
+    let mut studio = service.store.studio(id).await?;
+    let mut scene = studio.scene();
+    let before = scene.on_stage.len();
+    scene.on_stage.retain(|s| !sources.contains(s));
+    if scene.on_stage.len() != before {
+        studio.scene =
+            serde_json::to_string(&scene).map_err(|err| ApiError::internal(err.to_string()))?;
+        service.store.update_studio(&studio).await?;
+        push_scene(service, &studio).await?;
+    }
+    Ok(())
 }
 
 async fn admit(
@@ -649,18 +677,7 @@ async fn remove(
         room.participants.remove(&sub.0)
     };
     if let Some(gone) = gone {
-        let mut studio = service.store.studio(&id).await?;
-        let mut scene = studio.scene();
-        let before = scene.on_stage.len();
-        scene
-            .on_stage
-            .retain(|s| *s != gone.camera && *s != gone.screen);
-        if scene.on_stage.len() != before {
-            studio.scene =
-                serde_json::to_string(&scene).map_err(|err| ApiError::internal(err.to_string()))?;
-            service.store.update_studio(&studio).await?;
-            push_scene(&service, &studio).await?;
-        }
+        take_off_stage(&service, &id, &[gone.camera.clone(), gone.screen.clone()]).await?;
         service.store.delete_source(&id, &gone.camera).await?;
         service.store.delete_source(&id, &gone.screen).await?;
         tracing::info!(studio = %id, %participant, "guest removed");

@@ -16,10 +16,11 @@ const MAX_IMAGE_SIDE: u32 = 4096;
 pub const MAX_ON_STAGE: usize = 4;
 
 /// How the on-stage sources are arranged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
     /// The first on-stage source fills the frame.
+    #[default]
     Solo,
     /// The first two side by side.
     Split,
@@ -66,6 +67,7 @@ impl Default for Background {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scene {
     /// Arrangement of the on-stage sources.
+    #[serde(default)]
     pub layout: Layout,
     /// Source ids on stage, in slot order.
     #[serde(default)]
@@ -76,6 +78,10 @@ pub struct Scene {
     /// A line of text scrolling across the bottom of the frame.
     #[serde(default)]
     pub ticker: Banner,
+    /// The host's prepared banners, one of which `banner` shows; kept with
+    /// the studio so that any of the host's browsers has them.
+    #[serde(default)]
+    pub banners: Vec<String>,
     /// PNG logo as a `data:image/png;base64,` URL, top-right corner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logo: Option<String>,
@@ -94,6 +100,7 @@ impl Default for Scene {
             on_stage: Vec::new(),
             banner: Banner::default(),
             ticker: Banner::default(),
+            banners: Vec::new(),
             logo: None,
             background: Background::default(),
             brand_color: default_brand_color(),
@@ -128,6 +135,12 @@ impl Scene {
             return Err(ApiError::invalid(
                 "invalid_scene",
                 "banner text is at most 200 characters",
+            ));
+        }
+        if self.banners.len() > 20 || self.banners.iter().any(|b| b.chars().count() > 200) {
+            return Err(ApiError::invalid(
+                "invalid_scene",
+                "at most 20 prepared banners of at most 200 characters",
             ));
         }
         if self.ticker.text.chars().count() > 500 {

@@ -287,6 +287,52 @@ async fn a_guest_with_an_invite_waits_until_admitted_then_goes_on_stage() {
         StatusCode::OK
     );
 
+    // On stage, then the share stops: the screen leaves the stage.
+    let mut scene = call(
+        &app,
+        "GET",
+        &format!("/api/v1/studios/{id}/scene"),
+        Value::Null,
+        Some(&host),
+    )
+    .await
+    .1;
+    scene["on_stage"] = json!([screen, host_camera, guest_camera]);
+    scene["layout"] = json!("screen");
+    assert_eq!(
+        call(
+            &app,
+            "PUT",
+            &format!("/api/v1/studios/{id}/scene"),
+            scene,
+            Some(&host)
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(
+            &app,
+            "DELETE",
+            &format!("/api/v1/studios/{id}/room/screen"),
+            Value::Null,
+            Some(&guest)
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, scene) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/studios/{id}/scene"),
+        Value::Null,
+        Some(&host),
+    )
+    .await;
+    assert_eq!(scene["on_stage"], json!([host_camera, guest_camera]));
+
     // Removed: off stage, and the token no longer opens anything.
     let remove = format!("/api/v1/studios/{id}/room/participants/{guest_id}");
     assert_eq!(

@@ -1,4 +1,4 @@
-import { useEffect, useState } from "react";
+import { useState } from "react";
 
 import type { Scene } from "../api";
 
@@ -11,15 +11,14 @@ function readAsDataUrl(file: File): Promise<string> {
   });
 }
 
-/// Banners (kept as a list, one shown at a time), logo, background and
-/// brand colour. Every change goes out live through `update`.
-export function Branding({ studio, scene, update }: { studio: string; scene: Scene; update: (scene: Scene) => void }) {
-  const key = `buildstream.banners.${studio}`;
-  const [banners, setBanners] = useState<string[]>(() => JSON.parse(localStorage.getItem(key) ?? "[]") as string[]);
+/// Banners (a list kept with the studio, one shown at a time), the ticker,
+/// logo, background and brand colour. Every change goes out live through
+/// `update`.
+export function Branding({ scene, update }: { scene: Scene; update: (scene: Scene) => void }) {
+  const banners = scene.banners ?? [];
+  const setBanners = (next: string[]) => update({ ...scene, banners: next });
   const [text, setText] = useState("");
   const [tickerText, setTickerText] = useState(scene.ticker?.text ?? "");
-  useEffect(() => localStorage.setItem(key, JSON.stringify(banners)), [key, banners]);
-
   const shown = scene.banner.visible ? scene.banner.text : null;
   const show = (banner: string) => update({ ...scene, banner: { text: banner, visible: true } });
 

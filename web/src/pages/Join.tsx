@@ -12,7 +12,16 @@ export function JoinPage({ studio }: { studio: string }) {
   const [token, setToken] = useState<string | null>(() => guestToken(studio));
   const [entered, setEntered] = useState<{ stream: MediaStream; name: string } | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [left, setLeft] = useState(false);
 
+  if (left) {
+    return (
+      <main className="waiting">
+        <h2>You left the studio.</h2>
+        <p>Thanks for joining. Reopen the invite link to come back.</p>
+      </main>
+    );
+  }
   if (!token && !invite) {
     return <main className="error" role="alert">This link has no invite in it; ask the host for a new one.</main>;
   }
@@ -54,9 +63,7 @@ export function JoinPage({ studio }: { studio: string }) {
       host={false}
       stream={entered.stream}
       name={entered.name}
-      onLeave={() => {
-        location.href = "/";
-      }}
+      onLeave={() => setLeft(true)}
     />
   );
 }

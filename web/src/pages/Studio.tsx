@@ -32,15 +32,18 @@ export function StudioPage({ studio }: { studio: string }) {
   const [info, setInfo] = useState<Studio | null>(null);
   const [entered, setEntered] = useState<{ stream: MediaStream; name: string } | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [me, setMe] = useState<string | null>(null);
   useEffect(() => {
     call<Studio>("GET", `/api/v1/studios/${studio}`).then(setInfo, (err: unknown) => setError(String(err)));
+    call<{ display_name: string }>("GET", "/api/v1/users/me").then((u) => setMe(u.display_name), () => undefined);
   }, [studio]);
   if (error) return <main className="error" role="alert">{error}</main>;
   if (!entered) {
     return (
       <PreJoin
+        key={me ?? ""}
         title={info ? `Enter ${info.name}` : "Enter the studio"}
-        initialName={localStorage.getItem("buildstream.name") ?? ""}
+        initialName={localStorage.getItem("buildstream.name") ?? me ?? ""}
         onJoin={(stream, name) => {
           localStorage.setItem("buildstream.name", name);
           setEntered({ stream, name });
@@ -433,7 +436,7 @@ export function StudioRoom({
           {host && (
             <aside className="side">
               <Destinations studio={studio} broadcast={broadcast} />
-              <Branding studio={studio} scene={room.scene} update={updateScene} />
+              <Branding scene={room.scene} update={updateScene} />
             </aside>
           )}
         </div>
