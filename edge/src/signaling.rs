@@ -117,6 +117,11 @@ pub(crate) fn offer_refused(err: &SessionError) -> Response {
             "edge_full",
             &err.to_string(),
         ),
+        SessionError::TooMany(_) => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_sessions",
+            &err.to_string(),
+        ),
     }
 }
 

@@ -239,3 +239,27 @@ async fn offers_with_too_many_media_sections_are_refused() {
         Err(SessionError::Offer(OfferError::Malformed(_)))
     ));
 }
+
+#[tokio::test]
+async fn one_owner_cannot_take_every_session() {
+    let edge = edge().await;
+    for _ in 0..2 {
+        let (video, audio) = tracks();
+        edge.publish(&offer("browser-sendonly.sdp"), video, audio, "whip:s1/src")
+            .expect("within the encoder's share");
+    }
+    let (video, audio) = tracks();
+    assert!(matches!(
+        edge.publish(&offer("browser-sendonly.sdp"), video, audio, "whip:s1/src"),
+        Err(SessionError::TooMany(2))
+    ));
+    // Someone else is not affected.
+    let (video, audio) = tracks();
+    edge.publish(
+        &offer("browser-sendonly.sdp"),
+        video,
+        audio,
+        "whip:s1/other",
+    )
+    .expect("another encoder");
+}

@@ -24,7 +24,14 @@ pub struct ControlLink {
     http: reqwest::Client,
     base: String,
     token: String,
+    /// Bounds the checks in flight (keys, tokens): thousands of live
+    /// sessions re-checked at once must not open as many connections to
+    /// the control plane, whose listener caps connections per address.
+    checks: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// Checks one node has in flight at the control plane at most.
+const CHECKS_IN_FLIGHT: usize = 32;
 
 /// A stream key's owner, as the control plane answers it.
 #[derive(Debug, Clone, Deserialize)]
@@ -152,11 +159,13 @@ impl ControlLink {
             http,
             base: base.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
+            checks: std::sync::Arc::new(tokio::sync::Semaphore::new(CHECKS_IN_FLIGHT)),
         })
     }
 
     /// Asks which source `stream_key` belongs to.
     pub async fn check_stream_key(&self, stream_key: &str) -> Result<Grant, KeyCheckError> {
+        let _permit = self.checks.acquire().await;
         let response = self
             .http
             .post(format!("{}/internal/v1/ingest/authorize", self.base))
@@ -183,6 +192,7 @@ impl ControlLink {
         studio: &str,
         token: &str,
     ) -> Result<(), PlaybackCheckError> {
+        let _permit = self.checks.acquire().await;
         let response = self
             .http
             .post(format!("{}/internal/v1/playback/authorize", self.base))
@@ -212,6 +222,7 @@ impl ControlLink {
         source: &str,
         action: &str,
     ) -> Result<String, MediaCheckError> {
+        let _permit = self.checks.acquire().await;
         let response = self
             .http
             .post(format!("{}/internal/v1/room/authorize", self.base))

@@ -126,7 +126,7 @@ try {
   await publishCamera(guest, edge, pass.guest_token, guestCamera, false);
   const republishedAt = Date.now();
   const resumedAt = await waitFor("the guest's picture at the host again", () =>
-    host.evaluate((since) => window.frameTimes.find((t) => t >= since), republishedAt), 20000);
+    host.evaluate((since) => window.frameTimes.find((t) => t >= since), republishedAt), 40000);
   say("reloaded", { state: back.room.you.state, same_camera: back.room.you.camera_source === guestCamera,
     back_after_ms: resumedAt - reloadedAt });
   await new Promise((r) => setTimeout(r, 10000));

@@ -43,6 +43,18 @@ const INBOX_DEPTH: usize = 1024;
 /// Sessions one edge holds at most.
 pub const MAX_SESSIONS: usize = 2048;
 
+/// Sessions one owner may hold at once, so that nobody takes the edge's
+/// every slot: a participant publishes a camera and a screen and plays
+/// everyone else (a full room and then some); an encoder publishes once
+/// (twice while it reconnects); a studio's audience may be large.
+fn sessions_per_owner(owner: &str) -> usize {
+    match owner.split(':').next() {
+        Some("whip") => 2,
+        Some("whep") => MAX_SESSIONS / 2,
+        _ => 48,
+    }
+}
+
 /// How the WebRTC endpoint is set up.
 #[derive(Debug, Clone)]
 pub struct WebrtcConfig {
@@ -81,6 +93,9 @@ pub enum SessionError {
     /// The edge holds as many sessions as it may.
     #[error("the edge is at its limit of {MAX_SESSIONS} WebRTC sessions")]
     Full,
+    /// This owner holds as many sessions as one may.
+    #[error("at most {0} WebRTC sessions at once for this participant, encoder or audience")]
+    TooMany(usize),
 }
 
 /// A session the edge accepted.
@@ -331,8 +346,20 @@ impl WebrtcEdge {
         role: Role,
         owner: &str,
     ) -> Result<Accepted, SessionError> {
-        if self.session_count() >= MAX_SESSIONS {
-            return Err(SessionError::Full);
+        {
+            let registry = self.shared.registry.lock();
+            if registry.sessions.len() >= MAX_SESSIONS {
+                return Err(SessionError::Full);
+            }
+            let cap = sessions_per_owner(owner);
+            let held = registry
+                .sessions
+                .values()
+                .filter(|entry| entry.owner == owner)
+                .count();
+            if held >= cap {
+                return Err(SessionError::TooMany(cap));
+            }
         }
         sdp::check(offer)?;
         let parsed = SdpOffer::from_sdp_string(offer)
