@@ -128,8 +128,9 @@ try {
   say("screen on stage");
   await host.waitForTimeout(15000);
   await host.screenshot({ path: screenshot.replace(/\.png$/, "-screen.png"), fullPage: true });
+  // Stopping the share takes the screen off stage.
   await guest.getByRole("button", { name: "Stop sharing" }).click();
-  await host.locator("li[data-name='Gus Guest']").getByRole("button", { name: "Remove screen" }).click();
+  await host.waitForFunction(() => document.querySelectorAll("[data-testid=stage] .tile").length === 2);
   await host.getByRole("button", { name: "Split" }).click();
   await host.locator("[data-testid=stage][data-layout=split] .tile").nth(1).waitFor();
 
