@@ -107,17 +107,26 @@ impl TokenKeys {
         .map_err(|err| ApiError::internal(format!("signing token: {err}")))
     }
 
-    /// Signs a studio token valid for `ttl`; `claims.iat`, `exp` and `typ`
-    /// are set here.
+    /// Signs a studio token for `sub` in `studio` as `role` (with a
+    /// display `name` for guests), valid for `ttl`.
     pub fn issue_studio(
         &self,
-        mut claims: StudioClaims,
+        sub: &str,
+        studio: &str,
+        role: &str,
+        name: &str,
         ttl: Duration,
     ) -> Result<String, ApiError> {
         let now = unix_now();
-        claims.iat = now;
-        claims.exp = now + ttl.as_secs();
-        claims.typ = "studio".to_owned();
+        let claims = StudioClaims {
+            sub: sub.to_owned(),
+            studio: studio.to_owned(),
+            role: role.to_owned(),
+            name: name.to_owned(),
+            iat: now,
+            exp: now + ttl.as_secs(),
+            typ: "studio".to_owned(),
+        };
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &claims,
@@ -309,23 +318,11 @@ mod tests {
         assert!(!token.accepts(""));
     }
 
-    fn viewer(studio: &str) -> StudioClaims {
-        StudioClaims {
-            sub: "v_1".into(),
-            studio: studio.into(),
-            role: "viewer".into(),
-            name: String::new(),
-            iat: 0,
-            exp: 0,
-            typ: String::new(),
-        }
-    }
-
     #[test]
     fn studio_tokens_and_access_tokens_do_not_stand_in_for_each_other() {
         let keys = TokenKeys::from_secret(b"0123456789abcdef0123456789abcdef").unwrap();
         let studio = keys
-            .issue_studio(viewer("st_1"), Duration::from_secs(60))
+            .issue_studio("v_1", "st_1", "viewer", "", Duration::from_secs(60))
             .unwrap();
         let claims = keys.verify_studio(&studio).unwrap();
         assert_eq!(
@@ -348,9 +345,15 @@ mod tests {
     #[test]
     fn expired_studio_token_is_refused() {
         let keys = TokenKeys::from_secret(b"0123456789abcdef0123456789abcdef").unwrap();
-        let mut claims = viewer("st_1");
-        claims.exp = unix_now() - LEEWAY_SECS - 5;
-        claims.typ = "studio".into();
+        let claims = StudioClaims {
+            sub: "v_1".into(),
+            studio: "st_1".into(),
+            role: "viewer".into(),
+            name: String::new(),
+            iat: 1,
+            exp: unix_now() - LEEWAY_SECS - 5,
+            typ: "studio".into(),
+        };
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &claims,

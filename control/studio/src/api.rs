@@ -4,9 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use buildstream_service::{
-    secret, text, ApiError, ApiJson, ApiPath, ApiQuery, NodeAuth, StudioClaims, UserAuth,
-};
+use buildstream_service::{secret, text, ApiError, ApiJson, ApiPath, ApiQuery, NodeAuth, UserAuth};
 use serde::{Deserialize, Serialize};
 
 use crate::nodes::{NodeInfo, Role};
@@ -343,15 +341,10 @@ impl StudioService {
             self.public_edge_http_url().trim_end_matches('/')
         );
         let token = self.keys.issue_studio(
-            StudioClaims {
-                sub: buildstream_service::id::random("vw_"),
-                studio: id.to_owned(),
-                role: "viewer".to_owned(),
-                name: String::new(),
-                iat: 0,
-                exp: 0,
-                typ: String::new(),
-            },
+            &buildstream_service::id::random("vw_"),
+            id,
+            "viewer",
+            "",
             VIEWER_TOKEN_TTL,
         )?;
         Ok((url, token))

@@ -25,7 +25,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use buildstream_service::{ApiError, ApiJson, ApiPath, NodeAuth, StudioClaims};
+use buildstream_service::{ApiError, ApiJson, ApiPath, NodeAuth};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -244,15 +244,10 @@ async fn create_invite(
     }
     let ttl = Duration::from_secs(hours * 3600);
     let token = service.keys.issue_studio(
-        StudioClaims {
-            sub: buildstream_service::id::random("inv_"),
-            studio: id.clone(),
-            role: "invite".to_owned(),
-            name: String::new(),
-            iat: 0,
-            exp: 0,
-            typ: String::new(),
-        },
+        &buildstream_service::id::random("inv_"),
+        &id,
+        "invite",
+        "",
         ttl,
     )?;
     Ok((
@@ -290,18 +285,9 @@ async fn redeem_invite(
     }
     let name = check_name("name", &body.name, 64)?;
     let sub = buildstream_service::id::random("gst_");
-    let token = service.keys.issue_studio(
-        StudioClaims {
-            sub: sub.clone(),
-            studio: id.clone(),
-            role: "guest".to_owned(),
-            name,
-            iat: 0,
-            exp: 0,
-            typ: String::new(),
-        },
-        PARTICIPANT_TOKEN_TTL,
-    )?;
+    let token = service
+        .keys
+        .issue_studio(&sub, &id, "guest", &name, PARTICIPANT_TOKEN_TTL)?;
     Ok((
         StatusCode::CREATED,
         Json(GuestPass {
@@ -456,18 +442,9 @@ async fn join(
     }
     tracing::info!(studio = %id, participant = %participant_id(&id, &caller.sub), host = caller.host, "joined the room");
     let media_token = if caller.host {
-        service.keys.issue_studio(
-            StudioClaims {
-                sub: caller.sub.clone(),
-                studio: id.clone(),
-                role: "host".to_owned(),
-                name: name.clone(),
-                iat: 0,
-                exp: 0,
-                typ: String::new(),
-            },
-            PARTICIPANT_TOKEN_TTL,
-        )?
+        service
+            .keys
+            .issue_studio(&caller.sub, &id, "host", &name, PARTICIPANT_TOKEN_TTL)?
     } else {
         bearer(&headers).unwrap_or_default().to_owned()
     };
