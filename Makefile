@@ -2,18 +2,22 @@
 
 CARGO ?= cargo
 
-.PHONY: dev test setup build lint fmt check-format web
+.PHONY: dev test setup services build lint fmt check-format web
 
 ## Installs what is missing, builds, and runs the studio on 127.0.0.1:8080.
 dev: setup web
 	$(CARGO) run --release --bin buildstream -- dev
 
 ## Runs every check and test; starts whatever the tests need.
-test: setup check-format lint web
+test: setup services check-format lint web
 	$(CARGO) test --workspace --all-targets
 
 setup:
 	@scripts/setup.sh
+
+## Starts MariaDB, Redis and RabbitMQ on loopback where they are not running.
+services:
+	@scripts/services.sh
 
 ## Type-checks and builds the browser app into web/dist.
 web:

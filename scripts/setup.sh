@@ -2,7 +2,8 @@
 # Installs the system packages BuildStream needs to build, run and test:
 # GStreamer with the plugins the origin uses, ffmpeg/ffprobe for tests,
 # nginx with the RTMP module as a local destination, Chromium for the browser
-# tests, Node.js for the web app; then the web app's npm packages.
+# tests, Node.js for the web app, MariaDB, Redis and RabbitMQ for the control
+# plane's tests; then the web app's npm packages.
 # Idempotent: what is already present is skipped.
 set -euo pipefail
 
@@ -27,6 +28,12 @@ DEBIAN_PACKAGES=(
   jq
   fonts-dejavu-core
   chromium
+  # The servers the control plane's tests run against, and what checks the
+  # compose file without a Docker engine.
+  mariadb-server
+  redis-server
+  rabbitmq-server
+  docker-compose
 )
 # Node.js 18+ builds the web app; a newer one already installed is kept.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -23,6 +23,10 @@ pub struct Settings {
     /// Secret that signs access tokens (at least 32 bytes). Generated into
     /// the data directory when unset.
     pub token_secret: Option<String>,
+    /// Shared by the gateway and the services: with it the gateway vouches
+    /// for the user of a request. Generated into the data directory when
+    /// unset.
+    pub service_token: Option<String>,
     /// Control plane settings.
     /// Whether destinations on loopback, private or other internal
     /// addresses are accepted. Unset: yes in `dev` (a studio on this
@@ -30,24 +34,86 @@ pub struct Settings {
     /// to connect inward).
     pub allow_private_destinations: Option<bool>,
     pub control: ControlSettings,
+    /// Gateway settings.
+    pub gateway: GatewaySettings,
     /// Edge settings.
     pub edge: EdgeSettings,
     /// Origin settings.
     pub origin: OriginSettings,
 }
 
-/// `[control]`
+/// `[control]`: the services behind the gateway.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ControlSettings {
-    /// HTTP API address.
-    pub listen: SocketAddr,
     /// Ingest URL handed to sources when no edge has registered.
     pub default_ingest_url: String,
     /// Edge HTTP base (WHIP, WebRTC) handed out when no edge has registered.
     pub default_edge_http_url: String,
+    /// Redis for state every instance shares (`redis://host:6379/0`); an
+    /// in-memory cache, good for one instance of each service, when unset.
+    pub redis_url: Option<String>,
+    /// Prefix of every key this deployment keeps in Redis, so that several
+    /// can share one server.
+    pub redis_namespace: String,
+    /// The user service.
+    pub user: ServiceSettings,
+    /// The studio service.
+    pub studio: ServiceSettings,
+}
+
+/// `[control.user]`, `[control.studio]`: one service.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceSettings {
+    /// HTTP address when it runs alone (`buildstream control <service>`):
+    /// 127.0.0.1:8091 for users, :8092 for studios when unset.
+    pub listen: Option<SocketAddr>,
+    /// Its database: `mysql://user:password@host/db`, or SQLite
+    /// (`sqlite:path`); `<data_dir>/<service>.db` when unset.
+    pub database_url: Option<String>,
+}
+
+/// `[gateway]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// The public HTTP address: API and web app.
+    pub listen: SocketAddr,
     /// The built web app, served at `/`.
     pub web_dir: PathBuf,
+    /// Name server for SRV lookups (`10.96.0.10:53`); the system's when
+    /// unset.
+    pub name_server: Option<SocketAddr>,
+    /// Milliseconds between two health checks of an instance.
+    pub check_interval_ms: u64,
+    /// Failures in a row that open an instance's breaker.
+    pub breaker_failures: u32,
+    /// Milliseconds an open breaker waits before letting a probe through.
+    pub breaker_open_ms: u64,
+    /// API requests one client (a user, else an address) may make per
+    /// minute.
+    pub api_per_minute: u64,
+    /// Password sign-ins one address may try per minute.
+    pub sign_in_per_minute: u64,
+    /// Accounts one address may register per hour.
+    pub sign_up_per_hour: u64,
+    /// Where user service instances are.
+    pub user: UpstreamSettings,
+    /// Where studio service instances are.
+    pub studio: UpstreamSettings,
+}
+
+/// `[gateway.user]`, `[gateway.studio]`: where a service's instances are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamSettings {
+    /// DNS SRV name listing the instances
+    /// (`_http._tcp.studio.buildstream.svc.cluster.local`).
+    pub srv: Option<String>,
+    /// Instances' base URLs, used when there is no SRV name or it gives
+    /// nothing.
+    pub instances: Vec<String>,
 }
 
 /// `[edge]`
@@ -108,8 +174,10 @@ impl Default for Settings {
             region: "local".to_owned(),
             node_token: None,
             token_secret: None,
+            service_token: None,
             allow_private_destinations: None,
             control: ControlSettings::default(),
+            gateway: GatewaySettings::default(),
             edge: EdgeSettings::default(),
             origin: OriginSettings::default(),
         }
@@ -119,10 +187,52 @@ impl Default for Settings {
 impl Default for ControlSettings {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             default_ingest_url: "rtmp://127.0.0.1:1935/live".to_owned(),
             default_edge_http_url: "http://127.0.0.1:8082".to_owned(),
+            redis_url: None,
+            redis_namespace: "buildstream:".to_owned(),
+            user: ServiceSettings::default(),
+            studio: ServiceSettings::default(),
+        }
+    }
+}
+
+impl ControlSettings {
+    /// Where the user service listens when it runs alone.
+    pub fn user_listen(&self) -> SocketAddr {
+        self.user
+            .listen
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8091)))
+    }
+
+    /// Where the studio service listens when it runs alone.
+    pub fn studio_listen(&self) -> SocketAddr {
+        self.studio
+            .listen
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8092)))
+    }
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             web_dir: PathBuf::from("web/dist"),
+            name_server: None,
+            check_interval_ms: 2000,
+            breaker_failures: 5,
+            breaker_open_ms: 5000,
+            api_per_minute: 1200,
+            sign_in_per_minute: 10,
+            sign_up_per_hour: 20,
+            user: UpstreamSettings {
+                srv: None,
+                instances: vec!["http://127.0.0.1:8091".to_owned()],
+            },
+            studio: UpstreamSettings {
+                srv: None,
+                instances: vec!["http://127.0.0.1:8092".to_owned()],
+            },
         }
     }
 }
@@ -184,12 +294,79 @@ pub struct Overrides {
         hide_env_values = true
     )]
     pub token_secret: Option<String>,
-    /// Control plane HTTP address.
+    /// Token with which the gateway vouches for users to the services.
+    #[arg(
+        long,
+        env = "BUILDSTREAM_SERVICE_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub service_token: Option<String>,
+    /// Gateway (public API and web app) HTTP address.
     #[arg(long, env = "BUILDSTREAM_HTTP_LISTEN", global = true, value_parser = listen_addr)]
     pub http_listen: Option<SocketAddr>,
-    /// Directory of the built web app the control plane serves.
+    /// Directory of the built web app the gateway serves.
     #[arg(long, env = "BUILDSTREAM_WEB_DIR", global = true)]
     pub web_dir: Option<PathBuf>,
+    /// Redis URL for state the services' instances share.
+    #[arg(long, env = "BUILDSTREAM_REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of this deployment's Redis keys.
+    #[arg(long, env = "BUILDSTREAM_REDIS_NAMESPACE", global = true)]
+    pub redis_namespace: Option<String>,
+    /// User service HTTP address, when it runs alone.
+    #[arg(long, env = "BUILDSTREAM_USER_LISTEN", global = true, value_parser = listen_addr)]
+    pub user_listen: Option<SocketAddr>,
+    /// Studio service HTTP address, when it runs alone.
+    #[arg(long, env = "BUILDSTREAM_STUDIO_LISTEN", global = true, value_parser = listen_addr)]
+    pub studio_listen: Option<SocketAddr>,
+    /// User service database URL (mysql://… or sqlite:…).
+    #[arg(
+        long,
+        env = "BUILDSTREAM_USER_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub user_database_url: Option<String>,
+    /// Studio service database URL (mysql://… or sqlite:…).
+    #[arg(
+        long,
+        env = "BUILDSTREAM_STUDIO_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub studio_database_url: Option<String>,
+    /// User service instances for the gateway, comma-separated base URLs.
+    #[arg(
+        long,
+        env = "BUILDSTREAM_USER_INSTANCES",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub user_instances: Option<Vec<String>>,
+    /// Studio service instances for the gateway, comma-separated base URLs.
+    #[arg(
+        long,
+        env = "BUILDSTREAM_STUDIO_INSTANCES",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub studio_instances: Option<Vec<String>>,
+    /// DNS SRV name of the user service's instances.
+    #[arg(long, env = "BUILDSTREAM_USER_SRV", global = true)]
+    pub user_srv: Option<String>,
+    /// DNS SRV name of the studio service's instances.
+    #[arg(long, env = "BUILDSTREAM_STUDIO_SRV", global = true)]
+    pub studio_srv: Option<String>,
+    /// Milliseconds between the gateway's health checks of an instance.
+    #[arg(long, env = "BUILDSTREAM_CHECK_INTERVAL_MS", global = true)]
+    pub check_interval_ms: Option<u64>,
+    /// API requests one client may make per minute at the gateway.
+    #[arg(long, env = "BUILDSTREAM_API_PER_MINUTE", global = true)]
+    pub api_per_minute: Option<u64>,
+    /// Name server for SRV lookups (`host:port`); the system's when unset.
+    #[arg(long, env = "BUILDSTREAM_NAME_SERVER", global = true)]
+    pub name_server: Option<SocketAddr>,
     /// Control plane base URL (edges and origins).
     #[arg(long, env = "BUILDSTREAM_CONTROL_URL", global = true)]
     pub control_url: Option<String>,
@@ -258,11 +435,59 @@ impl Settings {
         if o.token_secret.is_some() {
             self.token_secret.clone_from(&o.token_secret);
         }
+        if o.service_token.is_some() {
+            self.service_token.clone_from(&o.service_token);
+        }
         if let Some(v) = o.http_listen {
-            self.control.listen = v;
+            self.gateway.listen = v;
         }
         if let Some(v) = &o.web_dir {
-            self.control.web_dir.clone_from(v);
+            self.gateway.web_dir.clone_from(v);
+        }
+        if o.redis_url.is_some() {
+            self.control.redis_url.clone_from(&o.redis_url);
+        }
+        if let Some(v) = &o.redis_namespace {
+            self.control.redis_namespace.clone_from(v);
+        }
+        if o.user_listen.is_some() {
+            self.control.user.listen = o.user_listen;
+        }
+        if o.studio_listen.is_some() {
+            self.control.studio.listen = o.studio_listen;
+        }
+        if o.user_database_url.is_some() {
+            self.control
+                .user
+                .database_url
+                .clone_from(&o.user_database_url);
+        }
+        if o.studio_database_url.is_some() {
+            self.control
+                .studio
+                .database_url
+                .clone_from(&o.studio_database_url);
+        }
+        if let Some(v) = &o.user_instances {
+            self.gateway.user.instances.clone_from(v);
+        }
+        if let Some(v) = &o.studio_instances {
+            self.gateway.studio.instances.clone_from(v);
+        }
+        if o.user_srv.is_some() {
+            self.gateway.user.srv.clone_from(&o.user_srv);
+        }
+        if o.studio_srv.is_some() {
+            self.gateway.studio.srv.clone_from(&o.studio_srv);
+        }
+        if o.name_server.is_some() {
+            self.gateway.name_server = o.name_server;
+        }
+        if let Some(v) = o.check_interval_ms {
+            self.gateway.check_interval_ms = v;
+        }
+        if let Some(v) = o.api_per_minute {
+            self.gateway.api_per_minute = v;
         }
         if let Some(v) = &o.control_url {
             self.edge.control_url.clone_from(v);
@@ -297,7 +522,7 @@ impl Settings {
         }
     }
 
-    /// The node token and token secret: configured ones, else those stored
+    /// The node token, token secret and service token: configured ones, else those stored
     /// in the data directory, else new ones written there.
     pub fn secrets(&self) -> anyhow::Result<Secrets> {
         let path = self.data_dir.join("secrets.toml");
@@ -308,13 +533,29 @@ impl Settings {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
             Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
         };
-        let generated = stored.clone().unwrap_or_else(Secrets::generate);
-        if stored.is_none() && (self.node_token.is_none() || self.token_secret.is_none()) {
+        let all_configured = self.node_token.is_some()
+            && self.token_secret.is_some()
+            && self.service_token.is_some();
+        let mut generated = stored.clone().unwrap_or_else(Secrets::generate);
+        // A data directory from before the service token gets one added.
+        let incomplete = generated.service_token.is_empty();
+        if incomplete {
+            generated.service_token = random_hex(32);
+        }
+        if !all_configured && (stored.is_none() || incomplete) {
+            if stored.is_some() {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("replacing {}", path.display()))?;
+            }
             write_private(&path, &toml::to_string(&generated)?)?;
         }
         Ok(Secrets {
             node_token: self.node_token.clone().unwrap_or(generated.node_token),
             token_secret: self.token_secret.clone().unwrap_or(generated.token_secret),
+            service_token: self
+                .service_token
+                .clone()
+                .unwrap_or(generated.service_token),
         })
     }
 
@@ -344,6 +585,9 @@ pub struct Secrets {
     pub node_token: String,
     /// Access-token signing secret.
     pub token_secret: String,
+    /// The gateway's token to the services.
+    #[serde(default)]
+    pub service_token: String,
 }
 
 impl Secrets {
@@ -351,6 +595,7 @@ impl Secrets {
         Self {
             node_token: random_hex(32),
             token_secret: random_hex(32),
+            service_token: random_hex(32),
         }
     }
 }
@@ -408,7 +653,7 @@ mod tests {
             toml::from_str("data_dir = \"/tmp/bs\"\n[edge]\nrtmp_listen = \"0.0.0.0:1936\"\n")
                 .unwrap();
         assert_eq!(settings.edge.rtmp_listen.port(), 1936);
-        assert_eq!(settings.control.listen.port(), 8080);
+        assert_eq!(settings.gateway.listen.port(), 8080);
         let mut settings = settings;
         settings.apply(&Overrides {
             rtmp_listen: Some("127.0.0.1:2000".parse().unwrap()),
@@ -423,7 +668,19 @@ mod tests {
         let example: Settings =
             toml::from_str(include_str!("../buildstream.example.toml")).unwrap();
         let defaults = Settings::default();
-        assert_eq!(example.control.listen, defaults.control.listen);
+        assert_eq!(example.gateway.listen, defaults.gateway.listen);
+        assert_eq!(
+            example.gateway.studio.instances,
+            defaults.gateway.studio.instances
+        );
+        assert_eq!(
+            example.control.user_listen(),
+            defaults.control.user_listen()
+        );
+        assert_eq!(
+            example.control.studio_listen(),
+            defaults.control.studio_listen()
+        );
         assert_eq!(example.edge.rtmp_listen, defaults.edge.rtmp_listen);
         assert_eq!(example.edge.mesh_listen, defaults.edge.mesh_listen);
         assert_eq!(example.origin.listen, defaults.origin.listen);

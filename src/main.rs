@@ -1,8 +1,9 @@
 //! `buildstream`: every BuildStream role in one binary.
 //!
 //! `buildstream dev` runs the control plane, one edge and one origin in one
-//! process with embedded defaults; `edge`, `origin` and `control` run one
-//! role each, for deployments of several machines.
+//! process with embedded defaults; `edge`, `origin`, `gateway` and
+//! `control` (all services, or one) run one role each, for deployments of
+//! several machines.
 
 mod config;
 mod roles;
@@ -35,8 +36,16 @@ struct Cli {
 enum Command {
     /// Control plane, one edge and one origin in one process.
     Dev,
-    /// The control plane services (user, studio).
-    Control,
+    /// The control plane: every service behind the gateway in one process,
+    /// or one service alone (`control user`, `control studio`).
+    Control {
+        /// The one service to run; all of them, with the gateway, if unset.
+        #[arg(value_enum)]
+        service: Option<roles::control::Service>,
+    },
+    /// The gateway alone, in front of service instances found by DNS SRV
+    /// or listed in the configuration.
+    Gateway,
     /// An edge: RTMP ingest and the mesh endpoint sources are served from.
     Edge,
     /// An origin: composes studios' programs and restreams them.
@@ -62,7 +71,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     tokio::spawn(shutdown_on_signal(cancel.clone()));
     match command {
-        Command::Control => roles::control::run(settings, secrets, cancel).await,
+        Command::Control { service: None } => {
+            roles::control::run_all(settings, secrets, cancel).await
+        }
+        Command::Control {
+            service: Some(service),
+        } => roles::control::run_service(service, settings, secrets, cancel).await,
+        Command::Gateway => roles::control::run_gateway(settings, secrets, cancel).await,
         Command::Edge => roles::edge::run(settings, secrets, cancel).await,
         Command::Origin => roles::origin::run(settings, secrets, cancel).await,
         Command::Dev => roles::dev::run(settings, secrets, cancel).await,

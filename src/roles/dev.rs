@@ -1,6 +1,7 @@
-//! `buildstream dev`: the control plane, one edge and one origin in one
-//! process. They still talk as separate nodes would: HTTP to the control
-//! plane, QUIC between edge and origin.
+//! `buildstream dev`: the control plane (the gateway in front of every
+//! service), one edge and one origin in one process. They still talk as
+//! separate nodes would: HTTP to the gateway and from it to the services,
+//! QUIC between edge and origin.
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +16,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // In one process the nodes find the control plane where it listens, and
     // sources are told to publish to this edge, whatever the ports.
-    let control_url = format!("http://{}", settings.control.listen);
+    let control_url = format!("http://{}", settings.gateway.listen);
     settings.edge.control_url.clone_from(&control_url);
     settings.origin.control_url = control_url;
     settings.control.default_ingest_url = settings.edge_ingest_url(settings.edge.rtmp_listen);
@@ -24,7 +25,7 @@ pub async fn run(
     settings.allow_private_destinations.get_or_insert(true);
 
     let mut roles = JoinSet::new();
-    roles.spawn(super::control::run(
+    roles.spawn(super::control::run_all(
         settings.clone(),
         secrets.clone(),
         cancel.clone(),

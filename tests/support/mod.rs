@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 mod deployment;
+pub mod dns;
 pub use deployment::*;
 
 use std::net::{TcpListener, UdpSocket};

@@ -81,7 +81,20 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        Self::internal(format!("storage: {err}"))
+        match err {
+            // The database is down or overloaded: ours to wait out, not a
+            // fault in the request or the code.
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+                Self::unavailable("storage_unavailable", format!("storage: {err}"))
+            }
+            err => Self::internal(format!("storage: {err}")),
+        }
+    }
+}
+
+impl From<buildstream_backend::CacheError> for ApiError {
+    fn from(err: buildstream_backend::CacheError) -> Self {
+        Self::unavailable("cache_unavailable", format!("cache: {err}"))
     }
 }
 

@@ -1,6 +1,5 @@
 //! What every BuildStream control-plane service is built from: the HTTP error
-//! type, bearer-token authentication of users and nodes, identifiers, secrets
-//! and the embedded SQLite storage.
+//! type, bearer-token authentication of users and nodes, identifiers and secrets.
 
 #![warn(missing_docs)]
 
@@ -10,7 +9,6 @@ pub mod http;
 pub mod id;
 pub mod json;
 pub mod secret;
-pub mod storage;
 pub mod text;
 
 pub use auth::{AccessClaims, NodeAuth, NodeToken, StudioClaims, TokenKeys, UserAuth, WeakSecret};

@@ -286,7 +286,7 @@ async fn delete_studio(
         }
     }
     service.store.delete_studio(&id).await?;
-    service.rooms.forget(&id);
+    service.rooms.forget(&id).await?;
     tracing::info!(studio = %id, "studio deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -319,26 +319,37 @@ struct SourceView {
     created_at: String,
 }
 
+/// Where clients reach an edge.
+pub(crate) struct EdgeUrls {
+    /// RTMP ingest base encoders publish to.
+    pub ingest: String,
+    /// HTTP base for WHIP, WHEP and WebRTC signaling.
+    pub http: String,
+}
+
 impl StudioService {
-    /// Where encoders should publish: the first live edge's ingest URL,
-    /// else the configured default.
+    /// The first live edge's addresses, else the configured defaults.
     // TODO: pick the edge nearest to the caller (geo-aware discovery); today
-    // every source gets the same edge.
-    fn ingest_url(&self) -> String {
-        self.nodes
-            .live(Role::Edge)
-            .into_iter()
-            .map(|edge| edge.ingest_url)
-            .find(|url| !url.is_empty())
-            .unwrap_or_else(|| self.settings.default_ingest_url.clone())
+    // every client gets the same edge.
+    pub(crate) async fn edge_urls(&self) -> Result<EdgeUrls, ApiError> {
+        let edges = self.nodes.live(Role::Edge).await?;
+        let first = |url: fn(&NodeInfo) -> &String| {
+            edges.iter().map(url).find(|url| !url.is_empty()).cloned()
+        };
+        Ok(EdgeUrls {
+            ingest: first(|edge| &edge.ingest_url)
+                .unwrap_or_else(|| self.settings.default_ingest_url.clone()),
+            http: first(|edge| &edge.api_url)
+                .unwrap_or_else(|| self.settings.default_edge_http_url.clone()),
+        })
     }
 
     /// Where and with what token the program of live studio `id` is
     /// watched over WHEP.
-    fn playback(&self, id: &str) -> Result<(String, String), ApiError> {
+    async fn playback(&self, id: &str) -> Result<(String, String), ApiError> {
         let url = format!(
             "{}/whep/{id}",
-            self.public_edge_http_url().trim_end_matches('/')
+            self.edge_urls().await?.http.trim_end_matches('/')
         );
         let token = self.keys.issue_studio(
             &buildstream_service::id::random("vw_"),
@@ -349,25 +360,12 @@ impl StudioService {
         )?;
         Ok((url, token))
     }
-
-    /// The HTTP base of the edge WebRTC clients use: a live edge's, else
-    /// the configured default.
-    pub(crate) fn public_edge_http_url(&self) -> String {
-        self.nodes
-            .live(Role::Edge)
-            .into_iter()
-            .map(|edge| edge.api_url)
-            .find(|url| !url.is_empty())
-            .unwrap_or_else(|| self.settings.default_edge_http_url.clone())
-    }
 }
 
-fn source_view(service: &StudioService, row: SourceRow, key: Option<String>) -> SourceView {
-    let ingest_url = service.ingest_url();
-    let whip_url = (row.kind == "whip").then(|| {
-        let base = service.public_edge_http_url();
-        format!("{}/whip/{}", base.trim_end_matches('/'), row.id)
-    });
+fn source_view(edges: &EdgeUrls, row: SourceRow, key: Option<String>) -> SourceView {
+    let ingest_url = edges.ingest.clone();
+    let whip_url = (row.kind == "whip")
+        .then(|| format!("{}/whip/{}", edges.http.trim_end_matches('/'), row.id));
     SourceView {
         whip_url,
         publish_url: key
@@ -413,7 +411,7 @@ async fn create_source(
     tracing::info!(studio = %row.studio_id, source = %row.id, "source created");
     Ok((
         StatusCode::CREATED,
-        Json(source_view(&service, row, Some(key))),
+        Json(source_view(&service.edge_urls().await?, row, Some(key))),
     ))
 }
 
@@ -424,9 +422,10 @@ async fn list_sources(
 ) -> Result<Json<Vec<SourceView>>, ApiError> {
     service.store.owned_studio(&auth.user_id, &id).await?;
     let rows = service.store.sources_of(&id).await?;
+    let edges = service.edge_urls().await?;
     Ok(Json(
         rows.into_iter()
-            .map(|row| source_view(&service, row, None))
+            .map(|row| source_view(&edges, row, None))
             .collect(),
     ))
 }
@@ -452,7 +451,11 @@ async fn rotate_source_key(
         .into_iter()
         .find(|row| row.id == source)
         .ok_or_else(|| ApiError::not_found("source"))?;
-    Ok(Json(source_view(&service, row, Some(key))))
+    Ok(Json(source_view(
+        &service.edge_urls().await?,
+        row,
+        Some(key),
+    )))
 }
 
 async fn delete_source(
@@ -763,7 +766,7 @@ async fn start_broadcast(
             "add a destination before going live",
         ));
     }
-    let origins = service.nodes.live(Role::Origin);
+    let origins = service.nodes.live(Role::Origin).await?;
     if origins.is_empty() {
         return Err(ApiError::unavailable("no_origin", "no origin is available"));
     }
@@ -802,7 +805,7 @@ async fn start_broadcast(
         return Err(err);
     }
     tracing::info!(studio = %id, origin = %broadcast.origin_id, "broadcast started");
-    let (whep_url, viewer_token) = service.playback(&id)?;
+    let (whep_url, viewer_token) = service.playback(&id).await?;
     let view = BroadcastView {
         state: "live".to_owned(),
         failure: None,
@@ -850,7 +853,7 @@ async fn read_broadcast(
         Err(err) => return Err(err),
     };
     let destinations = service.store.destinations_of(&id).await?;
-    let (whep_url, viewer_token) = service.playback(&id)?;
+    let (whep_url, viewer_token) = service.playback(&id).await?;
     let views = status
         .destinations
         .into_iter()
@@ -1008,6 +1011,7 @@ async fn program_location(
     let origin = service
         .nodes
         .find(&broadcast.origin_id)
+        .await?
         .filter(|node| !node.mesh_addr.is_empty())
         .ok_or_else(not_live)?;
     Ok(Json(ProgramLocation {
@@ -1030,7 +1034,7 @@ async fn node_heartbeat(
         ));
     }
     let role = info.role;
-    service.nodes.heartbeat(info);
+    service.nodes.heartbeat(info).await?;
     // An origin learns which broadcasts it should be running; it stops any
     // other (a start that timed out here, a stop it never heard of).
     let broadcasts = match role {
@@ -1057,6 +1061,6 @@ async fn list_nodes(
     State(service): State<StudioService>,
     _node: NodeAuth,
     ApiQuery(filter): ApiQuery<NodeFilter>,
-) -> Json<Vec<NodeInfo>> {
-    Json(service.nodes.live(filter.role))
+) -> Result<Json<Vec<NodeInfo>>, ApiError> {
+    Ok(Json(service.nodes.live(filter.role).await?))
 }

@@ -11,17 +11,19 @@
 mod api;
 mod nodes;
 mod origin;
+mod presence;
 mod room;
 mod scene;
 mod store;
 
 use axum::extract::FromRef;
 use axum::Router;
+use buildstream_backend::{Database, DbError, SharedCache};
 use buildstream_service::{NodeToken, TokenKeys};
-use sqlx::SqlitePool;
 
 pub use nodes::{NodeInfo, Nodes, Role};
 pub use scene::{Background, Banner, Layout, Scene};
+pub use store::MIGRATIONS;
 
 /// Settings of the studio service.
 #[derive(Debug, Clone)]
@@ -45,7 +47,8 @@ pub struct StudioService {
     keys: TokenKeys,
     node_token: NodeToken,
     origins: origin::OriginClient,
-    rooms: room::Rooms,
+    rooms: presence::Rooms,
+    cache: SharedCache,
     settings: StudioSettings,
 }
 
@@ -62,27 +65,38 @@ impl FromRef<StudioService> for NodeToken {
 }
 
 impl StudioService {
-    /// A service over an opened database; runs its migrations.
+    /// A service over an opened database, which it migrates, and the
+    /// shared cache where node registrations and rooms live.
     pub async fn new(
-        pool: SqlitePool,
+        db: Database,
+        cache: SharedCache,
         keys: TokenKeys,
         node_token: NodeToken,
         settings: StudioSettings,
-    ) -> Result<Self, sqlx::migrate::MigrateError> {
+    ) -> Result<Self, DbError> {
         Ok(Self {
-            store: store::Store::open(pool).await?,
-            nodes: Nodes::default(),
+            store: store::Store::open(db).await?,
+            nodes: Nodes::new(cache.clone()),
             keys,
             origins: origin::OriginClient::new(node_token.clone()),
-            rooms: room::Rooms::default(),
+            rooms: presence::Rooms::new(cache.clone()),
+            cache,
             node_token,
             settings,
         })
     }
 
-    /// The node registry, shared with whatever else needs it in-process.
-    pub fn nodes(&self) -> &Nodes {
-        &self.nodes
+    /// Whether the database and the cache answer: the service is ready
+    /// only when both do.
+    pub async fn ready(&self) -> Result<(), String> {
+        self.store
+            .ping()
+            .await
+            .map_err(|err| format!("database: {err}"))?;
+        self.cache
+            .ping()
+            .await
+            .map_err(|err| format!("cache: {err}"))
     }
 
     /// The service's routes: `/api/v1/studios…` and `/internal/v1/…`.

@@ -2,11 +2,13 @@
 //! register and then heartbeat; one silent for longer than [`NODE_TTL`]
 //! leaves the pool.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use buildstream_backend::SharedCache;
+use buildstream_service::ApiError;
 use serde::{Deserialize, Serialize};
+
+use crate::presence::now_ms;
 
 /// How long a node stays in the pool after its last heartbeat.
 pub const NODE_TTL: Duration = Duration::from_secs(30);
@@ -45,42 +47,85 @@ pub struct NodeInfo {
     pub ingest_url: String,
 }
 
-/// The registry.
-#[derive(Clone, Default)]
+/// The registry, in the shared cache: a node heartbeating to one instance
+/// of the studio service is known to all of them.
+#[derive(Clone)]
 pub struct Nodes {
-    nodes: Arc<Mutex<HashMap<String, (NodeInfo, Instant)>>>,
+    cache: SharedCache,
 }
 
+/// A registration as stored: what the node said and when.
+#[derive(Serialize, Deserialize)]
+struct Seen {
+    info: NodeInfo,
+    at_ms: u64,
+}
+
+/// The cache map of every node.
+const NODES_KEY: &str = "nodes";
+
+/// How long the map lives without any heartbeat: the whole deployment
+/// silent for a day.
+const REGISTRY_TTL: Duration = Duration::from_secs(24 * 3600);
+
 impl Nodes {
+    /// A registry kept in `cache`.
+    pub fn new(cache: SharedCache) -> Self {
+        Self { cache }
+    }
+
     /// Registers or refreshes a node.
-    pub fn heartbeat(&self, info: NodeInfo) {
-        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-        if !nodes.contains_key(&info.id) {
+    pub async fn heartbeat(&self, info: NodeInfo) -> Result<(), ApiError> {
+        if self.find(&info.id).await?.is_none() {
             tracing::info!(node = %info.id, role = ?info.role, region = %info.region, "node registered");
         }
-        nodes.insert(info.id.clone(), (info, Instant::now()));
+        let id = info.id.clone();
+        let seen = Seen {
+            info,
+            at_ms: now_ms(),
+        };
+        let value =
+            serde_json::to_string(&seen).map_err(|err| ApiError::internal(err.to_string()))?;
+        self.cache
+            .map_set(NODES_KEY, &id, &value, REGISTRY_TTL)
+            .await?;
+        Ok(())
     }
 
     /// Live nodes of a role, ordered by id.
-    pub fn live(&self, role: Role) -> Vec<NodeInfo> {
-        let now = Instant::now();
-        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-        nodes.retain(|_, (_, seen)| now.duration_since(*seen) < NODE_TTL);
-        let mut live: Vec<_> = nodes
-            .values()
-            .filter(|(info, _)| info.role == role)
-            .map(|(info, _)| info.clone())
+    pub async fn live(&self, role: Role) -> Result<Vec<NodeInfo>, ApiError> {
+        let mut live: Vec<NodeInfo> = self
+            .all_live()
+            .await?
+            .into_iter()
+            .filter(|info| info.role == role)
             .collect();
         live.sort_by(|a, b| a.id.cmp(&b.id));
-        live
+        Ok(live)
     }
 
     /// A live node by id.
-    pub fn find(&self, id: &str) -> Option<NodeInfo> {
-        let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-        nodes
-            .get(id)
-            .filter(|(_, seen)| seen.elapsed() < NODE_TTL)
-            .map(|(info, _)| info.clone())
+    pub async fn find(&self, id: &str) -> Result<Option<NodeInfo>, ApiError> {
+        Ok(self
+            .all_live()
+            .await?
+            .into_iter()
+            .find(|info| info.id == id))
+    }
+
+    async fn all_live(&self) -> Result<Vec<NodeInfo>, ApiError> {
+        let now = now_ms();
+        let mut live = Vec::new();
+        for (id, value) in self.cache.map_all(NODES_KEY).await? {
+            match serde_json::from_str::<Seen>(&value) {
+                Ok(seen) if now.saturating_sub(seen.at_ms) < NODE_TTL.as_millis() as u64 => {
+                    live.push(seen.info);
+                }
+                // Silent too long (or written by another version): out of
+                // the pool, and out of the map.
+                _ => self.cache.map_delete(NODES_KEY, &id).await?,
+            }
+        }
+        Ok(live)
     }
 }

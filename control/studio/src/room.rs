@@ -12,13 +12,10 @@
 //! reloads or reconnects comes back to the same sources, and with them to
 //! the same slot on stage.
 //!
-//! Presence lives in memory: one control-plane instance holds the rooms.
-// TODO: keep presence and admissions in Redis so that control-plane
-// instances share them.
+//! Presence lives in the shared cache ([`crate::presence`]), so any
+//! instance of the service answers for any room.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -30,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::api::{check_name, limit_reached, push_scene, MAX_SOURCES_PER_STUDIO};
+use crate::presence::{now_ms, Participant, Profile};
 use crate::store::{now_rfc3339, SourceRow};
 use crate::{Scene, StudioService};
 
@@ -66,44 +64,6 @@ pub fn routes() -> Router<StudioService> {
         .route("/internal/v1/room/authorize", post(authorize_media))
 }
 
-/// The rooms of every studio.
-#[derive(Clone, Default)]
-pub struct Rooms {
-    inner: Arc<Mutex<HashMap<String, Room>>>,
-}
-
-#[derive(Default)]
-struct Room {
-    /// By subject (user id or guest id).
-    participants: HashMap<String, Participant>,
-    /// Guests the host removed; their tokens no longer open the room.
-    removed: Vec<String>,
-}
-
-#[derive(Clone)]
-struct Participant {
-    id: String,
-    name: String,
-    host: bool,
-    admitted: bool,
-    last_seen: Instant,
-    camera: String,
-    screen: String,
-    /// Says they are sharing their screen (between the two calls).
-    sharing: bool,
-}
-
-impl Rooms {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Room>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Forgets a deleted studio's room.
-    pub fn forget(&self, studio: &str) {
-        self.lock().remove(studio);
-    }
-}
-
 /// Who is calling, from their bearer token.
 #[derive(Debug, Clone)]
 struct Caller {
@@ -133,13 +93,17 @@ async fn caller(
             name: String::new(),
         });
     }
-    let caller = studio_caller(service, token, studio)?;
+    let caller = studio_caller(service, token, studio).await?;
     // A studio token outlives its studio; a deleted studio is gone for it.
     service.store.studio(studio).await?;
     Ok(caller)
 }
 
-fn studio_caller(service: &StudioService, token: &str, studio: &str) -> Result<Caller, ApiError> {
+async fn studio_caller(
+    service: &StudioService,
+    token: &str,
+    studio: &str,
+) -> Result<Caller, ApiError> {
     let claims = service.keys.verify_studio(token)?;
     if claims.studio != studio {
         return Err(ApiError::new(
@@ -161,12 +125,7 @@ fn studio_caller(service: &StudioService, token: &str, studio: &str) -> Result<C
         },
         _ => return Err(ApiError::unauthorized("this token does not open the room")),
     };
-    let removed = service
-        .rooms
-        .lock()
-        .get(studio)
-        .is_some_and(|room| room.removed.contains(&caller.sub));
-    if removed {
+    if service.rooms.is_removed(studio, &caller.sub).await? {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "removed",
@@ -337,22 +296,23 @@ struct ParticipantView {
     sharing: bool,
 }
 
-fn view(p: &Participant, scene: &Scene) -> ParticipantView {
+fn view(p: &Participant, scene: &Scene, now_ms: u64) -> ParticipantView {
+    let profile = &p.profile;
     let state = if !p.admitted {
         "waiting"
-    } else if scene.on_stage.contains(&p.camera) || scene.on_stage.contains(&p.screen) {
+    } else if scene.on_stage.contains(&profile.camera) || scene.on_stage.contains(&profile.screen) {
         "stage"
     } else {
         "backstage"
     };
     ParticipantView {
-        id: p.id.clone(),
-        name: p.name.clone(),
-        role: if p.host { "host" } else { "guest" },
+        id: profile.id.clone(),
+        name: profile.name.clone(),
+        role: if profile.host { "host" } else { "guest" },
         state,
-        online: p.last_seen.elapsed() < ONLINE_FOR,
-        camera_source: p.camera.clone(),
-        screen_source: p.screen.clone(),
+        online: now_ms.saturating_sub(p.last_seen_ms) < ONLINE_FOR.as_millis() as u64,
+        camera_source: profile.camera.clone(),
+        screen_source: profile.screen.clone(),
         sharing: p.sharing,
     }
 }
@@ -364,19 +324,16 @@ async fn snapshot(
     caller: &Caller,
 ) -> Result<RoomView, ApiError> {
     let scene = service.store.studio(studio).await?.scene();
-    let mut rooms = service.rooms.lock();
-    let room = rooms.entry(studio.to_owned()).or_default();
+    let mut room = service.rooms.participants(studio).await?;
+    let now = now_ms();
     let me = room
-        .participants
         .get_mut(&caller.sub)
         .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "not_joined", "join the room first"))?;
-    me.last_seen = Instant::now();
-    let you = view(me, &scene);
-    let mut participants: Vec<ParticipantView> = room
-        .participants
-        .values()
-        .map(|p| view(p, &scene))
-        .collect();
+    service.rooms.touch(studio, &caller.sub).await?;
+    me.last_seen_ms = now;
+    let you = view(me, &scene, now);
+    let mut participants: Vec<ParticipantView> =
+        room.values().map(|p| view(p, &scene, now)).collect();
     participants.sort_by(|a, b| (b.role == "host", &a.name).cmp(&(a.role == "host", &b.name)));
     Ok(RoomView {
         you,
@@ -403,42 +360,27 @@ async fn join(
     // A guest's camera becomes a source of the studio when they are
     // admitted, not before: waiting guests must not fill the studio's
     // sources.
-    let admitted = caller.host
-        || service
-            .rooms
-            .lock()
-            .get(&id)
-            .and_then(|room| room.participants.get(&caller.sub))
-            .is_some_and(|p| p.admitted);
+    let room = service.rooms.participants(&id).await?;
+    let admitted = caller.host || room.get(&caller.sub).is_some_and(|p| p.admitted);
+    if !room.contains_key(&caller.sub) && room.len() >= MAX_PARTICIPANTS {
+        return Err(limit_reached(
+            "participants per room",
+            MAX_PARTICIPANTS as i64,
+        ));
+    }
     if admitted {
         ensure_source(&service, &id, &camera, "camera", &name).await?;
     }
-    {
-        let mut rooms = service.rooms.lock();
-        let room = rooms.entry(id.clone()).or_default();
-        if !room.participants.contains_key(&caller.sub)
-            && room.participants.len() >= MAX_PARTICIPANTS
-        {
-            return Err(limit_reached(
-                "participants per room",
-                MAX_PARTICIPANTS as i64,
-            ));
-        }
-        let participant = room
-            .participants
-            .entry(caller.sub.clone())
-            .or_insert_with(|| Participant {
-                id: participant_id(&id, &caller.sub),
-                name: name.clone(),
-                host: caller.host,
-                admitted: caller.host,
-                last_seen: Instant::now(),
-                camera: camera.clone(),
-                screen: screen.clone(),
-                sharing: false,
-            });
-        participant.name = name.clone();
-        participant.last_seen = Instant::now();
+    let profile = Profile {
+        id: participant_id(&id, &caller.sub),
+        name: name.clone(),
+        host: caller.host,
+        camera,
+        screen,
+    };
+    service.rooms.enter(&id, &caller.sub, &profile).await?;
+    if caller.host {
+        service.rooms.admit(&id, &caller.sub).await?;
     }
     tracing::info!(studio = %id, participant = %participant_id(&id, &caller.sub), host = caller.host, "joined the room");
     let media_token = if caller.host {
@@ -450,7 +392,7 @@ async fn join(
     };
     Ok(Json(JoinView {
         media_token,
-        edge_url: service.public_edge_http_url(),
+        edge_url: service.edge_urls().await?.http,
         room: snapshot(&service, &id, &caller).await?,
     }))
 }
@@ -509,18 +451,12 @@ async fn leave(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let caller = caller(&service, &headers, &id).await?;
-    let sources = service.rooms.lock().get_mut(&id).and_then(|room| {
-        // Offline at once; the entry (and admission) stays for a return.
-        let p = room.participants.get_mut(&caller.sub)?;
-        p.last_seen = Instant::now()
-            .checked_sub(ONLINE_FOR)
-            .unwrap_or_else(Instant::now);
-        p.sharing = false;
-        Some([p.camera.clone(), p.screen.clone()])
-    });
-    // Whoever leaves leaves the stage too (a reload does not leave).
-    if let Some(sources) = sources {
-        take_off_stage(&service, &id, &sources).await?;
+    // Offline at once; the entry (and admission) stays for a return.
+    if let Some(p) = service.rooms.participant(&id, &caller.sub).await? {
+        service.rooms.mark_offline(&id, &caller.sub).await?;
+        service.rooms.set_sharing(&id, &caller.sub, false).await?;
+        // Whoever leaves leaves the stage too (a reload does not leave).
+        take_off_stage(&service, &id, &[p.profile.camera, p.profile.screen]).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -537,22 +473,21 @@ async fn screen_source(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ScreenView>, ApiError> {
     let caller = caller(&service, &headers, &id).await?;
-    let (screen, name) = {
-        let mut rooms = service.rooms.lock();
-        let p = rooms
-            .get_mut(&id)
-            .and_then(|room| room.participants.get_mut(&caller.sub))
-            .filter(|p| p.admitted)
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "not_admitted",
-                    "wait until the host admits you",
-                )
-            })?;
-        p.sharing = true;
-        (p.screen.clone(), format!("{} (screen)", p.name))
-    };
+    let p = service
+        .rooms
+        .participant(&id, &caller.sub)
+        .await?
+        .filter(|p| p.admitted)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "not_admitted",
+                "wait until the host admits you",
+            )
+        })?;
+    service.rooms.set_sharing(&id, &caller.sub, true).await?;
+    let screen = p.profile.screen;
+    let name = format!("{} (screen)", p.profile.name);
     ensure_source(&service, &id, &screen, "screen", &name).await?;
     Ok(Json(ScreenView {
         screen_source: screen,
@@ -566,18 +501,10 @@ async fn stop_screen(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let caller = caller(&service, &headers, &id).await?;
-    let screen = service
-        .rooms
-        .lock()
-        .get_mut(&id)
-        .and_then(|room| room.participants.get_mut(&caller.sub))
-        .map(|p| {
-            p.sharing = false;
-            p.screen.clone()
-        });
-    // Nothing more to show: the screen leaves the stage too.
-    if let Some(screen) = screen {
-        take_off_stage(&service, &id, &[screen]).await?;
+    if let Some(p) = service.rooms.participant(&id, &caller.sub).await? {
+        service.rooms.set_sharing(&id, &caller.sub, false).await?;
+        // Nothing more to show: the screen leaves the stage too.
+        take_off_stage(&service, &id, &[p.profile.screen]).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -607,23 +534,15 @@ async fn admit(
     ApiPath((id, participant)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     host_only(&caller(&service, &headers, &id).await?)?;
-    let (camera, name) = {
-        let rooms = service.rooms.lock();
-        let p = rooms
-            .get(&id)
-            .and_then(|room| room.participants.values().find(|p| p.id == participant))
-            .ok_or_else(|| ApiError::not_found("participant"))?;
-        (p.camera.clone(), p.name.clone())
-    };
-    ensure_source(&service, &id, &camera, "camera", &name).await?;
-    if let Some(p) = service
+    let (sub, p) = service
         .rooms
-        .lock()
-        .get_mut(&id)
-        .and_then(|room| room.participants.values_mut().find(|p| p.id == participant))
-    {
-        p.admitted = true;
-    }
+        .participants(&id)
+        .await?
+        .into_iter()
+        .find(|(_, p)| p.profile.id == participant)
+        .ok_or_else(|| ApiError::not_found("participant"))?;
+    ensure_source(&service, &id, &p.profile.camera, "camera", &p.profile.name).await?;
+    service.rooms.admit(&id, &sub).await?;
     tracing::info!(studio = %id, %participant, "guest admitted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -636,29 +555,26 @@ async fn remove(
     ApiPath((id, participant)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     host_only(&caller(&service, &headers, &id).await?)?;
-    let gone = {
-        let mut rooms = service.rooms.lock();
-        let room = rooms
-            .get_mut(&id)
-            .ok_or_else(|| ApiError::not_found("participant"))?;
-        let sub = room
-            .participants
-            .iter()
-            .find(|(_, p)| p.id == participant)
-            .map(|(sub, p)| (sub.clone(), p.host))
-            .ok_or_else(|| ApiError::not_found("participant"))?;
-        if sub.1 {
-            return Err(ApiError::invalid("host", "the host cannot be removed"));
-        }
-        room.removed.push(sub.0.clone());
-        room.participants.remove(&sub.0)
-    };
-    if let Some(gone) = gone {
-        take_off_stage(&service, &id, &[gone.camera.clone(), gone.screen.clone()]).await?;
-        service.store.delete_source(&id, &gone.camera).await?;
-        service.store.delete_source(&id, &gone.screen).await?;
-        tracing::info!(studio = %id, %participant, "guest removed");
+    let (sub, gone) = service
+        .rooms
+        .participants(&id)
+        .await?
+        .into_iter()
+        .find(|(_, p)| p.profile.id == participant)
+        .ok_or_else(|| ApiError::not_found("participant"))?;
+    if gone.profile.host {
+        return Err(ApiError::invalid("host", "the host cannot be removed"));
     }
+    service
+        .rooms
+        .remove(&id, &sub, PARTICIPANT_TOKEN_TTL)
+        .await?;
+    let sources = [gone.profile.camera, gone.profile.screen];
+    take_off_stage(&service, &id, &sources).await?;
+    for source in &sources {
+        service.store.delete_source(&id, source).await?;
+    }
+    tracing::info!(studio = %id, %participant, "guest removed");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -685,17 +601,14 @@ async fn authorize_media(
     _node: NodeAuth,
     ApiJson(body): ApiJson<AuthorizeMedia>,
 ) -> Result<Json<MediaGrant>, ApiError> {
-    let caller = studio_caller(&service, &body.token, &body.studio)?;
-    let (admitted, camera, screen, id) = {
-        let rooms = service.rooms.lock();
-        let p = rooms
-            .get(&body.studio)
-            .and_then(|room| room.participants.get(&caller.sub))
-            .ok_or_else(|| {
-                ApiError::new(StatusCode::FORBIDDEN, "not_joined", "join the room first")
-            })?;
-        (p.admitted, p.camera.clone(), p.screen.clone(), p.id.clone())
-    };
+    let caller = studio_caller(&service, &body.token, &body.studio).await?;
+    let p = service
+        .rooms
+        .participant(&body.studio, &caller.sub)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "not_joined", "join the room first"))?;
+    let (admitted, camera, screen, id) =
+        (p.admitted, p.profile.camera, p.profile.screen, p.profile.id);
     if body.action == "identify" {
         return Ok(Json(MediaGrant { participant: id }));
     }

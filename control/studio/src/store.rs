@@ -1,7 +1,7 @@
-//! Studios, sources, destinations and broadcasts in SQLite.
+//! Studios, sources, destinations and broadcasts in SQLite or MySQL.
 
+use buildstream_backend::{Database, DbError, Dialect, Migrations};
 use buildstream_service::ApiError;
-use sqlx::SqlitePool;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -89,19 +89,31 @@ pub struct BroadcastRow {
     pub started_at: String,
 }
 
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static MYSQL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
+
+/// The studio service's schema, for each kind of database.
+pub const MIGRATIONS: Migrations = Migrations {
+    sqlite: &SQLITE_MIGRATIONS,
+    mysql: &MYSQL_MIGRATIONS,
+};
+
 /// The studio service's tables.
-// TODO: a MySQL implementation behind a trait, with these queries tested on
-// both; until then the studio service runs on SQLite only.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    db: Database,
 }
 
 impl Store {
     /// Runs migrations and returns the store.
-    pub async fn open(pool: SqlitePool) -> Result<Self, sqlx::migrate::MigrateError> {
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+    pub async fn open(db: Database) -> Result<Self, DbError> {
+        db.migrate(MIGRATIONS).await?;
+        Ok(Self { db })
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        self.db.ping().await
     }
 
     /// Inserts a studio.
@@ -120,7 +132,7 @@ impl Store {
         .bind(&studio.scene)
         .bind(&studio.created_at)
         .bind(&studio.updated_at)
-        .execute(&self.pool)
+        .execute(self.db.pool())
         .await?;
         Ok(())
     }
@@ -131,7 +143,7 @@ impl Store {
         sqlx::query_as::<_, StudioRow>("SELECT * FROM studios WHERE id = ? AND owner_id = ?")
             .bind(id)
             .bind(owner)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.pool())
             .await?
             .ok_or_else(|| ApiError::not_found("studio"))
     }
@@ -140,7 +152,7 @@ impl Store {
     pub async fn studio(&self, id: &str) -> Result<StudioRow, ApiError> {
         sqlx::query_as::<_, StudioRow>("SELECT * FROM studios WHERE id = ?")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.pool())
             .await?
             .ok_or_else(|| ApiError::not_found("studio"))
     }
@@ -152,19 +164,27 @@ impl Store {
         source: &SourceRow,
         key_digest: &str,
     ) -> Result<(), ApiError> {
-        sqlx::query(
-            "INSERT INTO sources (id, studio_id, kind, name, key_digest, created_at)
-             VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT(id) DO UPDATE SET name = excluded.name",
-        )
-        .bind(&source.id)
-        .bind(&source.studio_id)
-        .bind(&source.kind)
-        .bind(&source.name)
-        .bind(key_digest)
-        .bind(&source.created_at)
-        .execute(&self.pool)
-        .await?;
+        let upsert = match self.db.dialect() {
+            Dialect::Sqlite => {
+                "INSERT INTO sources (id, studio_id, kind, name, key_digest, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT(id) DO UPDATE SET name = excluded.name"
+            }
+            Dialect::MySql => {
+                "INSERT INTO sources (id, studio_id, kind, name, key_digest, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?)
+                 ON DUPLICATE KEY UPDATE name = VALUES(name)"
+            }
+        };
+        sqlx::query(upsert)
+            .bind(&source.id)
+            .bind(&source.studio_id)
+            .bind(&source.kind)
+            .bind(&source.name)
+            .bind(key_digest)
+            .bind(&source.created_at)
+            .execute(self.db.pool())
+            .await?;
         Ok(())
     }
 
@@ -174,7 +194,7 @@ impl Store {
             "SELECT * FROM studios WHERE owner_id = ? ORDER BY created_at DESC, id",
         )
         .bind(owner)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?)
     }
 
@@ -192,7 +212,7 @@ impl Store {
         .bind(&studio.scene)
         .bind(now_rfc3339())
         .bind(&studio.id)
-        .execute(&self.pool)
+        .execute(self.db.pool())
         .await?;
         Ok(())
     }
@@ -201,7 +221,7 @@ impl Store {
     pub async fn delete_studio(&self, id: &str) -> Result<(), ApiError> {
         sqlx::query("DELETE FROM studios WHERE id = ?")
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?;
         Ok(())
     }
@@ -222,7 +242,7 @@ impl Store {
         .bind(&source.name)
         .bind(key_digest)
         .bind(&source.created_at)
-        .execute(&self.pool)
+        .execute(self.db.pool())
         .await?;
         Ok(())
     }
@@ -234,7 +254,7 @@ impl Store {
              WHERE studio_id = ? ORDER BY created_at, id",
         )
         .bind(studio)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?)
     }
 
@@ -249,7 +269,7 @@ impl Store {
             .bind(key_digest)
             .bind(source)
             .bind(studio)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -259,7 +279,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM sources WHERE id = ? AND studio_id = ?")
             .bind(source)
             .bind(studio)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -274,7 +294,7 @@ impl Store {
              WHERE key_digest = ?",
         )
         .bind(digest)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await?;
         Ok(
             row.map(|(id, studio_id, kind, name, created_at, key_digest)| {
@@ -305,7 +325,7 @@ impl Store {
         .bind(&dest.url)
         .bind(&dest.stream_key)
         .bind(&dest.created_at)
-        .execute(&self.pool)
+        .execute(self.db.pool())
         .await?;
         Ok(())
     }
@@ -316,7 +336,7 @@ impl Store {
             "SELECT * FROM destinations WHERE studio_id = ? ORDER BY created_at, id",
         )
         .bind(studio)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?)
     }
 
@@ -325,23 +345,30 @@ impl Store {
         let done = sqlx::query("DELETE FROM destinations WHERE id = ? AND studio_id = ?")
             .bind(dest)
             .bind(studio)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Records a broadcast as live; false if one already is.
     pub async fn insert_broadcast(&self, broadcast: &BroadcastRow) -> Result<bool, ApiError> {
-        let done = sqlx::query(
-            "INSERT OR IGNORE INTO broadcasts (studio_id, origin_id, origin_url, started_at)
-             VALUES (?, ?, ?, ?)",
-        )
-        .bind(&broadcast.studio_id)
-        .bind(&broadcast.origin_id)
-        .bind(&broadcast.origin_url)
-        .bind(&broadcast.started_at)
-        .execute(&self.pool)
-        .await?;
+        let insert = match self.db.dialect() {
+            Dialect::Sqlite => {
+                "INSERT OR IGNORE INTO broadcasts (studio_id, origin_id, origin_url, started_at)
+                 VALUES (?, ?, ?, ?)"
+            }
+            Dialect::MySql => {
+                "INSERT IGNORE INTO broadcasts (studio_id, origin_id, origin_url, started_at)
+                 VALUES (?, ?, ?, ?)"
+            }
+        };
+        let done = sqlx::query(insert)
+            .bind(&broadcast.studio_id)
+            .bind(&broadcast.origin_id)
+            .bind(&broadcast.origin_url)
+            .bind(&broadcast.started_at)
+            .execute(self.db.pool())
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -350,7 +377,7 @@ impl Store {
         Ok(
             sqlx::query_as::<_, BroadcastRow>("SELECT * FROM broadcasts WHERE studio_id = ?")
                 .bind(studio)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.db.pool())
                 .await?,
         )
     }
@@ -362,7 +389,7 @@ impl Store {
              WHERE s.owner_id = ?",
         )
         .bind(owner)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?)
     }
 
@@ -371,7 +398,7 @@ impl Store {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM studios WHERE owner_id = ?")
                 .bind(owner)
-                .fetch_one(&self.pool)
+                .fetch_one(self.db.pool())
                 .await?,
         )
     }
@@ -384,7 +411,7 @@ impl Store {
         )
         .bind(studio)
         .bind(studio)
-        .fetch_one(&self.pool)
+        .fetch_one(self.db.pool())
         .await?)
     }
 
@@ -394,7 +421,7 @@ impl Store {
             "SELECT studio_id FROM broadcasts WHERE origin_id = ? ORDER BY studio_id",
         )
         .bind(origin_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?)
     }
 
@@ -402,7 +429,7 @@ impl Store {
     pub async fn delete_broadcast(&self, studio: &str) -> Result<(), ApiError> {
         sqlx::query("DELETE FROM broadcasts WHERE studio_id = ?")
             .bind(studio)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?;
         Ok(())
     }

@@ -4,7 +4,7 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use buildstream_service::storage::open_sqlite_memory;
+use buildstream_backend::testing::{self, TestDatabase};
 use buildstream_service::{NodeToken, TokenKeys};
 use buildstream_studio::{StudioService, StudioSettings};
 use http_body_util::BodyExt;
@@ -16,13 +16,26 @@ const NODE_TOKEN: &str = "node-token-for-tests";
 struct Harness {
     app: Router,
     keys: TokenKeys,
+    _db: TestDatabase,
 }
 
 impl Harness {
-    async fn new() -> Self {
+    /// The service on SQLite, then on MySQL: every test runs on both.
+    async fn both() -> [Self; 2] {
+        [
+            Self::new(TestDatabase::sqlite().await).await,
+            Self::new(TestDatabase::mysql().await).await,
+        ]
+    }
+
+    async fn new(db: TestDatabase) -> Self {
+        eprintln!("-- {}", db.label);
         let keys = TokenKeys::from_secret(&[9u8; 32]).unwrap();
+        // MySQL goes with Redis, SQLite with the in-memory cache.
+        let redis = db.label == "MySQL";
         let service = StudioService::new(
-            open_sqlite_memory().await.unwrap(),
+            db.db.clone(),
+            testing::cache(redis).await,
             keys.clone(),
             NodeToken::new(NODE_TOKEN),
             StudioSettings {
@@ -36,6 +49,7 @@ impl Harness {
         Self {
             app: service.router(),
             keys,
+            _db: db,
         }
     }
 
@@ -92,522 +106,531 @@ impl Harness {
 
 #[tokio::test]
 async fn studio_crud_with_defaults() {
-    let h = Harness::new().await;
-    let alice = h.token("u_alice");
-    let id = h.studio(&alice, "Morning Show").await;
+    for h in Harness::both().await {
+        let alice = h.token("u_alice");
+        let id = h.studio(&alice, "Morning Show").await;
 
-    let (status, studio) = h
-        .call(
-            "GET",
-            &format!("/api/v1/studios/{id}"),
-            Value::Null,
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        studio["output"],
-        json!({"width": 1280, "height": 720, "fps": 30})
-    );
-    assert_eq!(studio["scene"]["layout"], "solo");
-    assert_eq!(studio["live"], false);
+        let (status, studio) = h
+            .call(
+                "GET",
+                &format!("/api/v1/studios/{id}"),
+                Value::Null,
+                Some(&alice),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            studio["output"],
+            json!({"width": 1280, "height": 720, "fps": 30})
+        );
+        assert_eq!(studio["scene"]["layout"], "solo");
+        assert_eq!(studio["live"], false);
 
-    let (status, studio) = h
-        .call(
-            "PATCH",
-            &format!("/api/v1/studios/{id}"),
-            json!({"name": "Evening Show", "output": {"width": 1920, "height": 1080, "fps": 30}}),
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{studio}");
-    assert_eq!(studio["name"], "Evening Show");
-    assert_eq!(studio["output"]["width"], 1920);
+        let (status, studio) = h
+            .call(
+                "PATCH",
+                &format!("/api/v1/studios/{id}"),
+                json!({"name": "Evening Show", "output": {"width": 1920, "height": 1080, "fps": 30}}),
+                Some(&alice),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{studio}");
+        assert_eq!(studio["name"], "Evening Show");
+        assert_eq!(studio["output"]["width"], 1920);
 
-    let (status, body) = h
-        .call(
-            "PATCH",
-            &format!("/api/v1/studios/{id}"),
-            json!({"output": {"width": 640, "height": 480, "fps": 30}}),
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"]["code"], "invalid_output");
-
-    // Names are one line of printable text.
-    for name in [
-        "Evening\u{0}Show",
-        "Evening\u{1b}[31mShow",
-        "Evening\nShow",
-        "\u{202e}evil\u{200b}",
-    ] {
         let (status, body) = h
             .call(
                 "PATCH",
                 &format!("/api/v1/studios/{id}"),
-                json!({ "name": name }),
+                json!({"output": {"width": 640, "height": 480, "fps": 30}}),
                 Some(&alice),
             )
             .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{name:?}");
-        assert_eq!(body["error"]["code"], "invalid_name");
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "invalid_output");
+
+        // Names are one line of printable text.
+        for name in [
+            "Evening\u{0}Show",
+            "Evening\u{1b}[31mShow",
+            "Evening\nShow",
+            "\u{202e}evil\u{200b}",
+        ] {
+            let (status, body) = h
+                .call(
+                    "PATCH",
+                    &format!("/api/v1/studios/{id}"),
+                    json!({ "name": name }),
+                    Some(&alice),
+                )
+                .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{name:?}");
+            assert_eq!(body["error"]["code"], "invalid_name");
+        }
+
+        let (_, list) = h
+            .call(
+                "GET",
+                "/api/v1/studios?q=evening",
+                Value::Null,
+                Some(&alice),
+            )
+            .await;
+        assert_eq!(list.as_array().unwrap().len(), 1);
+        let (_, list) = h
+            .call(
+                "GET",
+                "/api/v1/studios?q=morning",
+                Value::Null,
+                Some(&alice),
+            )
+            .await;
+        assert_eq!(list.as_array().unwrap().len(), 0);
+
+        let (status, _) = h
+            .call(
+                "DELETE",
+                &format!("/api/v1/studios/{id}"),
+                Value::Null,
+                Some(&alice),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (status, _) = h
+            .call(
+                "GET",
+                &format!("/api/v1/studios/{id}"),
+                Value::Null,
+                Some(&alice),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
-
-    let (_, list) = h
-        .call(
-            "GET",
-            "/api/v1/studios?q=evening",
-            Value::Null,
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(list.as_array().unwrap().len(), 1);
-    let (_, list) = h
-        .call(
-            "GET",
-            "/api/v1/studios?q=morning",
-            Value::Null,
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(list.as_array().unwrap().len(), 0);
-
-    let (status, _) = h
-        .call(
-            "DELETE",
-            &format!("/api/v1/studios/{id}"),
-            Value::Null,
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = h
-        .call(
-            "GET",
-            &format!("/api/v1/studios/{id}"),
-            Value::Null,
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn other_users_studios_are_not_found() {
-    let h = Harness::new().await;
-    let alice = h.token("u_alice");
-    let mallory = h.token("u_mallory");
-    let id = h.studio(&alice, "Private").await;
-    for (method, uri, body) in [
-        ("GET", format!("/api/v1/studios/{id}"), Value::Null),
-        (
-            "PATCH",
-            format!("/api/v1/studios/{id}"),
-            json!({"name": "x"}),
-        ),
-        ("DELETE", format!("/api/v1/studios/{id}"), Value::Null),
-        (
-            "POST",
-            format!("/api/v1/studios/{id}/sources"),
-            json!({"kind": "rtmp", "name": "cam"}),
-        ),
-        (
-            "PUT",
-            format!("/api/v1/studios/{id}/scene"),
-            json!({"layout": "solo"}),
-        ),
-        (
-            "POST",
-            format!("/api/v1/studios/{id}/broadcast"),
-            Value::Null,
-        ),
-    ] {
-        let (status, body) = h.call(method, &uri, body, Some(&mallory)).await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {uri}");
-        assert_eq!(body["error"]["code"], "not_found");
+    for h in Harness::both().await {
+        let alice = h.token("u_alice");
+        let mallory = h.token("u_mallory");
+        let id = h.studio(&alice, "Private").await;
+        for (method, uri, body) in [
+            ("GET", format!("/api/v1/studios/{id}"), Value::Null),
+            (
+                "PATCH",
+                format!("/api/v1/studios/{id}"),
+                json!({"name": "x"}),
+            ),
+            ("DELETE", format!("/api/v1/studios/{id}"), Value::Null),
+            (
+                "POST",
+                format!("/api/v1/studios/{id}/sources"),
+                json!({"kind": "rtmp", "name": "cam"}),
+            ),
+            (
+                "PUT",
+                format!("/api/v1/studios/{id}/scene"),
+                json!({"layout": "solo"}),
+            ),
+            (
+                "POST",
+                format!("/api/v1/studios/{id}/broadcast"),
+                Value::Null,
+            ),
+        ] {
+            let (status, body) = h.call(method, &uri, body, Some(&mallory)).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{method} {uri}");
+            assert_eq!(body["error"]["code"], "not_found");
+        }
+        let (_, list) = h
+            .call("GET", "/api/v1/studios", Value::Null, Some(&mallory))
+            .await;
+        assert_eq!(list, json!([]));
+        let (status, _) = h.call("GET", "/api/v1/studios", Value::Null, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
-    let (_, list) = h
-        .call("GET", "/api/v1/studios", Value::Null, Some(&mallory))
-        .await;
-    assert_eq!(list, json!([]));
-    let (status, _) = h.call("GET", "/api/v1/studios", Value::Null, None).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn source_key_authorizes_ingest_once_rotated_old_key_fails() {
-    let h = Harness::new().await;
-    let alice = h.token("u_alice");
-    let id = h.studio(&alice, "Show").await;
-    let (status, source) = h
-        .call(
-            "POST",
-            &format!("/api/v1/studios/{id}/sources"),
-            json!({"kind": "rtmp", "name": "Camera"}),
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let key = source["stream_key"].as_str().unwrap().to_owned();
-    assert!(key.len() >= 5 + 32, "key has at least 128 bits");
-    assert_eq!(source["ingest_url"], "rtmp://127.0.0.1:1935/live");
-    assert_eq!(
-        source["publish_url"],
-        format!("rtmp://127.0.0.1:1935/live/{key}")
-    );
+    for h in Harness::both().await {
+        let alice = h.token("u_alice");
+        let id = h.studio(&alice, "Show").await;
+        let (status, source) = h
+            .call(
+                "POST",
+                &format!("/api/v1/studios/{id}/sources"),
+                json!({"kind": "rtmp", "name": "Camera"}),
+                Some(&alice),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let key = source["stream_key"].as_str().unwrap().to_owned();
+        assert!(key.len() >= 5 + 32, "key has at least 128 bits");
+        assert_eq!(source["ingest_url"], "rtmp://127.0.0.1:1935/live");
+        assert_eq!(
+            source["publish_url"],
+            format!("rtmp://127.0.0.1:1935/live/{key}")
+        );
 
-    // Listing never shows the key again.
-    let (_, list) = h
-        .call(
-            "GET",
-            &format!("/api/v1/studios/{id}/sources"),
-            Value::Null,
-            Some(&alice),
-        )
-        .await;
-    assert!(list[0].get("stream_key").is_none());
+        // Listing never shows the key again.
+        let (_, list) = h
+            .call(
+                "GET",
+                &format!("/api/v1/studios/{id}/sources"),
+                Value::Null,
+                Some(&alice),
+            )
+            .await;
+        assert!(list[0].get("stream_key").is_none());
 
-    let (status, grant) = h
-        .call(
-            "POST",
-            "/internal/v1/ingest/authorize",
-            json!({"stream_key": key}),
-            Some(NODE_TOKEN),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(grant, json!({"studio": id, "source": source["id"]}));
+        let (status, grant) = h
+            .call(
+                "POST",
+                "/internal/v1/ingest/authorize",
+                json!({"stream_key": key}),
+                Some(NODE_TOKEN),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(grant, json!({"studio": id, "source": source["id"]}));
 
-    let (status, _) = h
-        .call(
-            "POST",
-            "/internal/v1/ingest/authorize",
-            json!({"stream_key": key}),
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(
-        status,
-        StatusCode::UNAUTHORIZED,
-        "a user token is not a node token"
-    );
+        let (status, _) = h
+            .call(
+                "POST",
+                "/internal/v1/ingest/authorize",
+                json!({"stream_key": key}),
+                Some(&alice),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "a user token is not a node token"
+        );
 
-    let source_id = source["id"].as_str().unwrap();
-    let (status, rotated) = h
-        .call(
-            "POST",
-            &format!("/api/v1/studios/{id}/sources/{source_id}/key"),
-            Value::Null,
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    assert_ne!(rotated["stream_key"], key);
-    let (status, body) = h
-        .call(
-            "POST",
-            "/internal/v1/ingest/authorize",
-            json!({"stream_key": key}),
-            Some(NODE_TOKEN),
-        )
-        .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(body["error"]["code"], "invalid_stream_key");
+        let source_id = source["id"].as_str().unwrap();
+        let (status, rotated) = h
+            .call(
+                "POST",
+                &format!("/api/v1/studios/{id}/sources/{source_id}/key"),
+                Value::Null,
+                Some(&alice),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_ne!(rotated["stream_key"], key);
+        let (status, body) = h
+            .call(
+                "POST",
+                "/internal/v1/ingest/authorize",
+                json!({"stream_key": key}),
+                Some(NODE_TOKEN),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body["error"]["code"], "invalid_stream_key");
+    }
 }
 
 #[tokio::test]
 async fn scene_is_validated_and_stored() {
-    let h = Harness::new().await;
-    let alice = h.token("u_alice");
-    let id = h.studio(&alice, "Show").await;
-    let mut sources = Vec::new();
-    for name in ["A", "B"] {
-        let (_, s) = h
+    for h in Harness::both().await {
+        let alice = h.token("u_alice");
+        let id = h.studio(&alice, "Show").await;
+        let mut sources = Vec::new();
+        for name in ["A", "B"] {
+            let (_, s) = h
+                .call(
+                    "POST",
+                    &format!("/api/v1/studios/{id}/sources"),
+                    json!({"kind": "rtmp", "name": name}),
+                    Some(&alice),
+                )
+                .await;
+            sources.push(s["id"].as_str().unwrap().to_owned());
+        }
+        let scene = json!({
+            "layout": "split",
+            "on_stage": sources,
+            "banner": {"text": "Live from the lab", "visible": true},
+            "background": {"color": "#000000"},
+            "brand_color": "#ff6600"
+        });
+        let (status, body) = h
             .call(
-                "POST",
-                &format!("/api/v1/studios/{id}/sources"),
-                json!({"kind": "rtmp", "name": name}),
+                "PUT",
+                &format!("/api/v1/studios/{id}/scene"),
+                scene.clone(),
                 Some(&alice),
             )
             .await;
-        sources.push(s["id"].as_str().unwrap().to_owned());
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (_, stored) = h
+            .call(
+                "GET",
+                &format!("/api/v1/studios/{id}/scene"),
+                Value::Null,
+                Some(&alice),
+            )
+            .await;
+        assert_eq!(stored["layout"], "split");
+        assert_eq!(stored["banner"]["text"], "Live from the lab");
+
+        let (status, body) = h
+            .call(
+                "PUT",
+                &format!("/api/v1/studios/{id}/scene"),
+                json!({"layout": "split", "on_stage": ["src_nope"]}),
+                Some(&alice),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "unknown_source");
+
+        // Deleting a source takes it off the stage.
+        let (status, _) = h
+            .call(
+                "DELETE",
+                &format!("/api/v1/studios/{id}/sources/{}", sources[0]),
+                Value::Null,
+                Some(&alice),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (_, stored) = h
+            .call(
+                "GET",
+                &format!("/api/v1/studios/{id}/scene"),
+                Value::Null,
+                Some(&alice),
+            )
+            .await;
+        assert_eq!(stored["on_stage"], json!([sources[1]]));
     }
-    let scene = json!({
-        "layout": "split",
-        "on_stage": sources,
-        "banner": {"text": "Live from the lab", "visible": true},
-        "background": {"color": "#000000"},
-        "brand_color": "#ff6600"
-    });
-    let (status, body) = h
-        .call(
-            "PUT",
-            &format!("/api/v1/studios/{id}/scene"),
-            scene.clone(),
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (_, stored) = h
-        .call(
-            "GET",
-            &format!("/api/v1/studios/{id}/scene"),
-            Value::Null,
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(stored["layout"], "split");
-    assert_eq!(stored["banner"]["text"], "Live from the lab");
-
-    let (status, body) = h
-        .call(
-            "PUT",
-            &format!("/api/v1/studios/{id}/scene"),
-            json!({"layout": "split", "on_stage": ["src_nope"]}),
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"]["code"], "unknown_source");
-
-    // Deleting a source takes it off the stage.
-    let (status, _) = h
-        .call(
-            "DELETE",
-            &format!("/api/v1/studios/{id}/sources/{}", sources[0]),
-            Value::Null,
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let (_, stored) = h
-        .call(
-            "GET",
-            &format!("/api/v1/studios/{id}/scene"),
-            Value::Null,
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(stored["on_stage"], json!([sources[1]]));
 }
 
 #[tokio::test]
 async fn destinations_are_validated_and_keys_hidden() {
-    let h = Harness::new().await;
-    let alice = h.token("u_alice");
-    let id = h.studio(&alice, "Show").await;
-    let uri = format!("/api/v1/studios/{id}/destinations");
-    let (status, dest) = h
-        .call("POST", &uri, json!({"platform": "custom", "url": "rtmps://live.example.com:1936/live", "stream_key": "secret-key-1234", "name": "Local"}), Some(&alice))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{dest}");
-    assert_eq!(dest["stream_key_hint"], "…1234");
-    assert!(dest.get("stream_key").is_none());
+    for h in Harness::both().await {
+        let alice = h.token("u_alice");
+        let id = h.studio(&alice, "Show").await;
+        let uri = format!("/api/v1/studios/{id}/destinations");
+        let (status, dest) = h
+            .call("POST", &uri, json!({"platform": "custom", "url": "rtmps://live.example.com:1936/live", "stream_key": "secret-key-1234", "name": "Local"}), Some(&alice))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{dest}");
+        assert_eq!(dest["stream_key_hint"], "…1234");
+        assert!(dest.get("stream_key").is_none());
 
-    let (status, _) = h
-        .call(
-            "POST",
-            &uri,
-            json!({"platform": "youtube", "stream_key": "abcd-efgh"}),
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "presets need no url");
+        let (status, _) = h
+            .call(
+                "POST",
+                &uri,
+                json!({"platform": "youtube", "stream_key": "abcd-efgh"}),
+                Some(&alice),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "presets need no url");
 
-    for bad in [
-        json!({"platform": "custom", "url": "http://127.0.0.1/live", "stream_key": "k"}),
-        json!({"platform": "custom", "stream_key": "k"}),
-        json!({"platform": "myspace", "url": "rtmp://a/b", "stream_key": "k"}),
-        json!({"platform": "custom", "url": "rtmp://user:pw@a/b", "stream_key": "k"}),
-        json!({"platform": "custom", "url": "rtmp://a/b", "stream_key": ""}),
-        // What an origin would refuse is refused here too.
-        json!({"platform": "custom", "url": "rtmp://a.example", "stream_key": "k"}),
-        json!({"platform": "custom", "url": "rtmp://a.example/", "stream_key": "k"}),
-        json!({"platform": "custom", "url": "rtmp://a.example/li ve", "stream_key": "k"}),
-        json!({"platform": "custom", "url": "rtmp://bücher.example/live", "stream_key": "k"}),
-        json!({"platform": "custom", "url": "rtmp://a.example:99999/live", "stream_key": "k"}),
-        // Internal addresses, unless this control plane allows them.
-        json!({"platform": "custom", "url": "rtmp://192.168.1.20/live", "stream_key": "k"}),
-        json!({"platform": "custom", "url": "rtmp://169.254.169.254/live", "stream_key": "k"}),
-        json!({"platform": "custom", "url": "rtmp://[::1]/live", "stream_key": "k"}),
-        json!({"platform": "custom", "url": "rtmps://LOCALHOST./live", "stream_key": "k"}),
-        json!({"platform": "custom", "url": "rtmp://127.1/live", "stream_key": "k"}),
-        json!({"platform": "custom", "url": "rtmp://2130706433/live", "stream_key": "k"}),
-        json!({"platform": "custom", "url": "rtmp://0x7f000001/live", "stream_key": "k"}),
-        json!({"platform": "custom", "url": "rtmp://[::127.0.0.1]/live", "stream_key": "k"}),
-        json!({"platform": "custom", "url": "rtmp://[64:ff9b::7f00:1]/live", "stream_key": "k"}),
-    ] {
-        let (status, body) = h.call("POST", &uri, bad.clone(), Some(&alice)).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        for bad in [
+            json!({"platform": "custom", "url": "http://127.0.0.1/live", "stream_key": "k"}),
+            json!({"platform": "custom", "stream_key": "k"}),
+            json!({"platform": "myspace", "url": "rtmp://a/b", "stream_key": "k"}),
+            json!({"platform": "custom", "url": "rtmp://user:pw@a/b", "stream_key": "k"}),
+            json!({"platform": "custom", "url": "rtmp://a/b", "stream_key": ""}),
+            // What an origin would refuse is refused here too.
+            json!({"platform": "custom", "url": "rtmp://a.example", "stream_key": "k"}),
+            json!({"platform": "custom", "url": "rtmp://a.example/", "stream_key": "k"}),
+            json!({"platform": "custom", "url": "rtmp://a.example/li ve", "stream_key": "k"}),
+            json!({"platform": "custom", "url": "rtmp://bücher.example/live", "stream_key": "k"}),
+            json!({"platform": "custom", "url": "rtmp://a.example:99999/live", "stream_key": "k"}),
+            // Internal addresses, unless this control plane allows them.
+            json!({"platform": "custom", "url": "rtmp://192.168.1.20/live", "stream_key": "k"}),
+            json!({"platform": "custom", "url": "rtmp://169.254.169.254/live", "stream_key": "k"}),
+            json!({"platform": "custom", "url": "rtmp://[::1]/live", "stream_key": "k"}),
+            json!({"platform": "custom", "url": "rtmps://LOCALHOST./live", "stream_key": "k"}),
+            json!({"platform": "custom", "url": "rtmp://127.1/live", "stream_key": "k"}),
+            json!({"platform": "custom", "url": "rtmp://2130706433/live", "stream_key": "k"}),
+            json!({"platform": "custom", "url": "rtmp://0x7f000001/live", "stream_key": "k"}),
+            json!({"platform": "custom", "url": "rtmp://[::127.0.0.1]/live", "stream_key": "k"}),
+            json!({"platform": "custom", "url": "rtmp://[64:ff9b::7f00:1]/live", "stream_key": "k"}),
+        ] {
+            let (status, body) = h.call("POST", &uri, bad.clone(), Some(&alice)).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        }
+
+        let (_, list) = h.call("GET", &uri, Value::Null, Some(&alice)).await;
+        assert_eq!(list.as_array().unwrap().len(), 2);
+        let dest_id = dest["id"].as_str().unwrap();
+        let (status, _) = h
+            .call(
+                "DELETE",
+                &format!("{uri}/{dest_id}"),
+                Value::Null,
+                Some(&alice),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (status, _) = h
+            .call(
+                "DELETE",
+                &format!("{uri}/{dest_id}"),
+                Value::Null,
+                Some(&alice),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
-
-    let (_, list) = h.call("GET", &uri, Value::Null, Some(&alice)).await;
-    assert_eq!(list.as_array().unwrap().len(), 2);
-    let dest_id = dest["id"].as_str().unwrap();
-    let (status, _) = h
-        .call(
-            "DELETE",
-            &format!("{uri}/{dest_id}"),
-            Value::Null,
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = h
-        .call(
-            "DELETE",
-            &format!("{uri}/{dest_id}"),
-            Value::Null,
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn going_live_needs_destinations_and_an_origin() {
-    let h = Harness::new().await;
-    let alice = h.token("u_alice");
-    let id = h.studio(&alice, "Show").await;
-    let uri = format!("/api/v1/studios/{id}/broadcast");
-    let (status, body) = h.call("POST", &uri, Value::Null, Some(&alice)).await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(body["error"]["code"], "no_destinations");
+    for h in Harness::both().await {
+        let alice = h.token("u_alice");
+        let id = h.studio(&alice, "Show").await;
+        let uri = format!("/api/v1/studios/{id}/broadcast");
+        let (status, body) = h.call("POST", &uri, Value::Null, Some(&alice)).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["error"]["code"], "no_destinations");
 
-    h.call(
-        "POST",
-        &format!("/api/v1/studios/{id}/destinations"),
-        json!({"platform": "custom", "url": "rtmp://live.example.com/live", "stream_key": "k"}),
-        Some(&alice),
-    )
-    .await;
-    let (status, body) = h.call("POST", &uri, Value::Null, Some(&alice)).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(body["error"]["code"], "no_origin");
+        h.call(
+            "POST",
+            &format!("/api/v1/studios/{id}/destinations"),
+            json!({"platform": "custom", "url": "rtmp://live.example.com/live", "stream_key": "k"}),
+            Some(&alice),
+        )
+        .await;
+        let (status, body) = h.call("POST", &uri, Value::Null, Some(&alice)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "no_origin");
 
-    let (status, body) = h.call("GET", &uri, Value::Null, Some(&alice)).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["state"], "offline");
-    let (status, _) = h.call("DELETE", &uri, Value::Null, Some(&alice)).await;
-    assert_eq!(status, StatusCode::CONFLICT);
+        let (status, body) = h.call("GET", &uri, Value::Null, Some(&alice)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["state"], "offline");
+        let (status, _) = h.call("DELETE", &uri, Value::Null, Some(&alice)).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+    }
 }
 
 #[tokio::test]
 async fn nodes_register_with_the_node_token() {
-    let h = Harness::new().await;
-    let edge = json!({"id": "edge-1", "role": "edge", "region": "local", "ingest_url": "rtmp://127.0.0.1:19350/live", "mesh_addr": "127.0.0.1:4443", "fingerprint": "sha256:00"});
-    let (status, _) = h
-        .call("PUT", "/internal/v1/nodes/edge-1", edge.clone(), None)
-        .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, answer) = h
-        .call(
-            "PUT",
-            "/internal/v1/nodes/edge-1",
-            edge.clone(),
-            Some(NODE_TOKEN),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(answer, json!({}), "edges are assigned nothing");
-    // An origin hears which broadcasts it should be running.
-    let origin = json!({"id": "origin-1", "role": "origin", "api_url": "http://127.0.0.1:9"});
-    let (status, answer) = h
-        .call(
-            "PUT",
-            "/internal/v1/nodes/origin-1",
-            origin,
-            Some(NODE_TOKEN),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(answer, json!({"broadcasts": []}));
-    let (_, edges) = h
-        .call(
-            "GET",
-            "/internal/v1/nodes?role=edge",
-            Value::Null,
-            Some(NODE_TOKEN),
-        )
-        .await;
-    assert_eq!(edges[0]["mesh_addr"], "127.0.0.1:4443");
+    for h in Harness::both().await {
+        let edge = json!({"id": "edge-1", "role": "edge", "region": "local", "ingest_url": "rtmp://127.0.0.1:19350/live", "mesh_addr": "127.0.0.1:4443", "fingerprint": "sha256:00"});
+        let (status, _) = h
+            .call("PUT", "/internal/v1/nodes/edge-1", edge.clone(), None)
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, answer) = h
+            .call(
+                "PUT",
+                "/internal/v1/nodes/edge-1",
+                edge.clone(),
+                Some(NODE_TOKEN),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(answer, json!({}), "edges are assigned nothing");
+        // An origin hears which broadcasts it should be running.
+        let origin = json!({"id": "origin-1", "role": "origin", "api_url": "http://127.0.0.1:9"});
+        let (status, answer) = h
+            .call(
+                "PUT",
+                "/internal/v1/nodes/origin-1",
+                origin,
+                Some(NODE_TOKEN),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(answer, json!({"broadcasts": []}));
+        let (_, edges) = h
+            .call(
+                "GET",
+                "/internal/v1/nodes?role=edge",
+                Value::Null,
+                Some(NODE_TOKEN),
+            )
+            .await;
+        assert_eq!(edges[0]["mesh_addr"], "127.0.0.1:4443");
 
-    // New sources are told to publish to the registered edge.
-    let alice = h.token("u_alice");
-    let id = h.studio(&alice, "Show").await;
-    let (_, source) = h
-        .call(
-            "POST",
-            &format!("/api/v1/studios/{id}/sources"),
-            json!({"kind": "rtmp", "name": "cam"}),
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(source["ingest_url"], "rtmp://127.0.0.1:19350/live");
+        // New sources are told to publish to the registered edge.
+        let alice = h.token("u_alice");
+        let id = h.studio(&alice, "Show").await;
+        let (_, source) = h
+            .call(
+                "POST",
+                &format!("/api/v1/studios/{id}/sources"),
+                json!({"kind": "rtmp", "name": "cam"}),
+                Some(&alice),
+            )
+            .await;
+        assert_eq!(source["ingest_url"], "rtmp://127.0.0.1:19350/live");
+    }
 }
 
 #[tokio::test]
 async fn an_account_has_bounded_studios_sources_and_destinations() {
-    let h = Harness::new().await;
-    let alice = h.token("u_alice");
-    let id = h.studio(&alice, "Show").await;
-    let add = |uri: String, body: Value| {
-        let h = &h;
-        let alice = alice.clone();
-        async move { h.call("POST", &uri, body, Some(&alice)).await }
-    };
-    for n in 0..10 {
+    for h in Harness::both().await {
+        let alice = h.token("u_alice");
+        let id = h.studio(&alice, "Show").await;
+        let add = |uri: String, body: Value| {
+            let h = &h;
+            let alice = alice.clone();
+            async move { h.call("POST", &uri, body, Some(&alice)).await }
+        };
+        for n in 0..10 {
+            let (status, body) = add(
+                format!("/api/v1/studios/{id}/destinations"),
+                json!({"platform": "twitch", "stream_key": format!("key-{n}")}),
+            )
+            .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
         let (status, body) = add(
             format!("/api/v1/studios/{id}/destinations"),
-            json!({"platform": "twitch", "stream_key": format!("key-{n}")}),
+            json!({"platform": "twitch", "stream_key": "one-too-many"}),
         )
         .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
-    let (status, body) = add(
-        format!("/api/v1/studios/{id}/destinations"),
-        json!({"platform": "twitch", "stream_key": "one-too-many"}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(body["error"]["code"], "limit_reached");
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["error"]["code"], "limit_reached");
 
-    for n in 0..16 {
-        let (status, _) = add(
+        for n in 0..16 {
+            let (status, _) = add(
+                format!("/api/v1/studios/{id}/sources"),
+                json!({"kind": "rtmp", "name": format!("cam {n}")}),
+            )
+            .await;
+            assert_eq!(status, StatusCode::CREATED);
+        }
+        let (status, body) = add(
             format!("/api/v1/studios/{id}/sources"),
-            json!({"kind": "rtmp", "name": format!("cam {n}")}),
+            json!({"kind": "rtmp", "name": "cam 17"}),
         )
         .await;
-        assert_eq!(status, StatusCode::CREATED);
-    }
-    let (status, body) = add(
-        format!("/api/v1/studios/{id}/sources"),
-        json!({"kind": "rtmp", "name": "cam 17"}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(body["error"]["code"], "limit_reached");
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["error"]["code"], "limit_reached");
 
-    for n in 1..100 {
-        h.studio(&alice, &format!("Show {n}")).await;
+        for n in 1..100 {
+            h.studio(&alice, &format!("Show {n}")).await;
+        }
+        let (status, body) = add("/api/v1/studios".to_owned(), json!({"name": "one more"})).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["error"]["code"], "limit_reached");
     }
-    let (status, body) = add("/api/v1/studios".to_owned(), json!({"name": "one more"})).await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(body["error"]["code"], "limit_reached");
 }
 
 #[tokio::test]
 async fn malformed_paths_and_queries_get_json_errors() {
-    let h = Harness::new().await;
-    let alice = h.token("u_alice");
-    for (uri, code) in [
-        ("/api/v1/studios?q=a&q=b", "invalid_query"),
-        ("/api/v1/studios/%ff", "invalid_path"),
-        ("/api/v1/studios/%ff%fe/sources", "invalid_path"),
-    ] {
-        let (status, body) = h.call("GET", uri, Value::Null, Some(&alice)).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
-        assert_eq!(body["error"]["code"], code, "{uri}: {body}");
+    for h in Harness::both().await {
+        let alice = h.token("u_alice");
+        for (uri, code) in [
+            ("/api/v1/studios?q=a&q=b", "invalid_query"),
+            ("/api/v1/studios/%ff", "invalid_path"),
+            ("/api/v1/studios/%ff%fe/sources", "invalid_path"),
+        ] {
+            let (status, body) = h.call("GET", uri, Value::Null, Some(&alice)).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+            assert_eq!(body["error"]["code"], code, "{uri}: {body}");
+        }
     }
 }

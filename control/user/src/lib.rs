@@ -9,26 +9,37 @@
 #![warn(missing_docs)]
 
 mod password;
+mod sessions;
 mod store;
 
 use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use buildstream_backend::{Database, DbError, Migrations, SharedCache};
 use buildstream_service::auth::ACCESS_TOKEN_TTL;
 use buildstream_service::{ApiError, ApiJson, TokenKeys, UserAuth};
 use serde::{Deserialize, Serialize};
-use sqlx::SqlitePool;
 
+pub use sessions::{RefreshTokens, REFRESH_TOKEN_TTL};
 pub use store::{User, Users};
 
-/// How long a refresh token stays valid without use.
-const REFRESH_TOKEN_TTL_SECS: i64 = 30 * 24 * 3600;
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static MYSQL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
+
+/// The user service's schema, for each kind of database.
+pub const MIGRATIONS: Migrations = Migrations {
+    sqlite: &SQLITE_MIGRATIONS,
+    mysql: &MYSQL_MIGRATIONS,
+};
 
 /// Shared state of the user service's handlers.
 #[derive(Clone)]
 pub struct UserService {
+    db: Database,
     users: Users,
+    refresh_tokens: RefreshTokens,
+    cache: SharedCache,
     keys: TokenKeys,
 }
 
@@ -39,16 +50,30 @@ impl FromRef<UserService> for TokenKeys {
 }
 
 impl UserService {
-    /// A service over an opened database; runs its migrations.
-    pub async fn new(
-        pool: SqlitePool,
-        keys: TokenKeys,
-    ) -> Result<Self, sqlx::migrate::MigrateError> {
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+    /// A service over an opened database, which it migrates, and the
+    /// shared cache its refresh tokens live in.
+    pub async fn new(db: Database, cache: SharedCache, keys: TokenKeys) -> Result<Self, DbError> {
+        db.migrate(MIGRATIONS).await?;
         Ok(Self {
-            users: Users::new(pool),
+            users: Users::new(db.clone()),
+            refresh_tokens: RefreshTokens::new(cache.clone()),
+            db,
+            cache,
             keys,
         })
+    }
+
+    /// Whether the database and the cache answer: the service is ready
+    /// only when both do.
+    pub async fn ready(&self) -> Result<(), String> {
+        self.db
+            .ping()
+            .await
+            .map_err(|err| format!("database: {err}"))?;
+        self.cache
+            .ping()
+            .await
+            .map_err(|err| format!("cache: {err}"))
     }
 
     /// The service's routes, under `/api/v1`.
@@ -189,7 +214,7 @@ async fn refresh(
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Json<Tokens>, ApiError> {
     let digest = buildstream_service::secret::digest(&body.refresh_token);
-    let (user_id, family) = service.users.rotate_refresh_token(&digest).await?;
+    let (user_id, family) = service.refresh_tokens.rotate(&digest).await?;
     tokens_for(&service, &user_id, &family).await.map(Json)
 }
 
@@ -198,7 +223,7 @@ async fn sign_out(
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<StatusCode, ApiError> {
     let digest = buildstream_service::secret::digest(&body.refresh_token);
-    service.users.revoke_family_of(&digest).await?;
+    service.refresh_tokens.revoke_family_of(&digest).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -210,8 +235,8 @@ async fn tokens_for(
     let refresh_token = buildstream_service::secret::generate("rt_");
     let digest = buildstream_service::secret::digest(&refresh_token);
     service
-        .users
-        .store_refresh_token(&digest, user_id, family, REFRESH_TOKEN_TTL_SECS)
+        .refresh_tokens
+        .store(&digest, user_id, family)
         .await?;
     Ok(Tokens {
         access_token: service.keys.issue(user_id)?,

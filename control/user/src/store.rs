@@ -1,7 +1,7 @@
-//! User and refresh-token storage.
+//! User storage.
 
+use buildstream_backend::Database;
 use buildstream_service::ApiError;
-use sqlx::SqlitePool;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -20,18 +20,16 @@ pub struct User {
     pub created_at: String,
 }
 
-/// The users table and its refresh tokens.
-// TODO: a MySQL implementation behind a trait, with these queries tested on
-// both; until then the user service runs on SQLite only.
+/// The users table, in SQLite or MySQL.
 #[derive(Clone)]
 pub struct Users {
-    pool: SqlitePool,
+    db: Database,
 }
 
 impl Users {
-    /// Users stored in `pool` (already migrated).
-    pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+    /// Users stored in `db` (already migrated).
+    pub fn new(db: Database) -> Self {
+        Self { db }
     }
 
     /// Creates a user; 409 `email_taken` if the e-mail is registered.
@@ -57,7 +55,7 @@ impl Users {
         .bind(&user.password_hash)
         .bind(&user.display_name)
         .bind(&user.created_at)
-        .execute(&self.pool)
+        .execute(self.db.pool())
         .await;
         match inserted {
             Ok(_) => Ok(user),
@@ -73,7 +71,7 @@ impl Users {
         Ok(
             sqlx::query_as::<_, User>("SELECT * FROM users WHERE id = ?")
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.db.pool())
                 .await?,
         )
     }
@@ -83,79 +81,9 @@ impl Users {
         Ok(
             sqlx::query_as::<_, User>("SELECT * FROM users WHERE email = ?")
                 .bind(email)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.db.pool())
                 .await?,
         )
-    }
-
-    /// Stores a new refresh token of `family`.
-    pub async fn store_refresh_token(
-        &self,
-        digest: &str,
-        user_id: &str,
-        family: &str,
-        ttl_secs: i64,
-    ) -> Result<(), ApiError> {
-        let expires_at = OffsetDateTime::now_utc().unix_timestamp() + ttl_secs;
-        sqlx::query(
-            "INSERT INTO refresh_tokens (digest, user_id, family, expires_at) VALUES (?, ?, ?, ?)",
-        )
-        .bind(digest)
-        .bind(user_id)
-        .bind(family)
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Marks a refresh token used and returns its user and family, so the
-    /// caller can issue the next one. A token used before revokes its family.
-    pub async fn rotate_refresh_token(&self, digest: &str) -> Result<(String, String), ApiError> {
-        let refused = || ApiError::unauthorized("invalid refresh token");
-        // IMMEDIATE: the transaction writes after reading, and SQLite cannot
-        // upgrade a reader to a writer while another writer is active; it
-        // would fail at once rather than wait out the busy timeout.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row: Option<(String, String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT user_id, family, expires_at, used, revoked FROM refresh_tokens WHERE digest = ?",
-        )
-        .bind(digest)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((user_id, family, expires_at, used, revoked)) = row else {
-            return Err(refused());
-        };
-        if revoked != 0 || expires_at < OffsetDateTime::now_utc().unix_timestamp() {
-            return Err(refused());
-        }
-        if used != 0 {
-            sqlx::query("UPDATE refresh_tokens SET revoked = 1 WHERE family = ?")
-                .bind(&family)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            tracing::warn!(user = %user_id, "refresh token replayed; family revoked");
-            return Err(refused());
-        }
-        sqlx::query("UPDATE refresh_tokens SET used = 1 WHERE digest = ?")
-            .bind(digest)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok((user_id, family))
-    }
-
-    /// Revokes every token of the family this token belongs to (sign-out).
-    pub async fn revoke_family_of(&self, digest: &str) -> Result<(), ApiError> {
-        sqlx::query(
-            "UPDATE refresh_tokens SET revoked = 1
-             WHERE family = (SELECT family FROM refresh_tokens WHERE digest = ?)",
-        )
-        .bind(digest)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 }
 

@@ -3,17 +3,35 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use buildstream_service::storage::open_sqlite_memory;
+use buildstream_backend::testing::{self, TestDatabase};
 use buildstream_service::TokenKeys;
 use buildstream_user::UserService;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-async fn app() -> Router {
-    let pool = open_sqlite_memory().await.unwrap();
+/// Runs `test` against the service on SQLite with the in-memory cache,
+/// then on MySQL with Redis.
+async fn each_backend<F, Fut>(test: F)
+where
+    F: Fn(Router) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for (db, redis) in [
+        (TestDatabase::sqlite().await, false),
+        (TestDatabase::mysql().await, true),
+    ] {
+        eprintln!("-- {}", db.label);
+        test(app(&db, redis).await).await;
+    }
+}
+
+async fn app(db: &TestDatabase, redis: bool) -> Router {
     let keys = TokenKeys::from_secret(&[7u8; 32]).unwrap();
-    UserService::new(pool, keys).await.unwrap().router()
+    UserService::new(db.db.clone(), testing::cache(redis).await, keys)
+        .await
+        .unwrap()
+        .router()
 }
 
 async fn call(
@@ -65,150 +83,173 @@ async fn register_and_sign_in(app: &Router) -> Value {
 
 #[tokio::test]
 async fn register_sign_in_and_read_profile() {
-    let app = app().await;
-    let tokens = register_and_sign_in(&app).await;
-    let access = tokens["access_token"].as_str().unwrap();
-    let (status, me) = call(&app, "GET", "/api/v1/users/me", Value::Null, Some(access)).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(me["display_name"], "Host");
-    assert!(me.get("password_hash").is_none());
+    each_backend(|app| async move {
+        let tokens = register_and_sign_in(&app).await;
+        let access = tokens["access_token"].as_str().unwrap();
+        let (status, me) = call(&app, "GET", "/api/v1/users/me", Value::Null, Some(access)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(me["display_name"], "Host");
+        assert!(me.get("password_hash").is_none());
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn duplicate_email_and_bad_input_are_refused() {
-    let app = app().await;
-    register_and_sign_in(&app).await;
-    let (status, body) = call(
-        &app,
-        "POST",
-        "/api/v1/users",
-        json!({"email": "HOST@example.com", "password": "another password", "display_name": "X"}),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(body["error"]["code"], "email_taken");
+    each_backend(|app| async move {
+        register_and_sign_in(&app).await;
+        let (status, body) = call(
+            &app,
+            "POST",
+            "/api/v1/users",
+            json!({"email": "HOST@example.com", "password": "another password", "display_name": "X"}),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["error"]["code"], "email_taken");
 
-    let (status, body) = call(
-        &app,
-        "POST",
-        "/api/v1/users",
-        json!({"email": "nobody", "password": "long enough", "display_name": "X"}),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"]["code"], "invalid_email");
+        let (status, body) = call(
+            &app,
+            "POST",
+            "/api/v1/users",
+            json!({"email": "nobody", "password": "long enough", "display_name": "X"}),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "invalid_email");
 
-    let (status, body) = call(
-        &app,
-        "POST",
-        "/api/v1/users",
-        json!({"email": "esc@example.com", "password": "long enough", "display_name": "X\u{1b}[2J"}),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"]["code"], "invalid_display_name");
+        let (status, body) = call(
+            &app,
+            "POST",
+            "/api/v1/users",
+            json!({"email": "esc@example.com", "password": "long enough", "display_name": "X\u{1b}[2J"}),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "invalid_display_name");
 
-    let request = Request::builder()
-        .method("POST")
-        .uri("/api/v1/users")
-        .header("content-type", "application/json")
-        .body(Body::from("{\"email\": "))
-        .unwrap();
-    let response = app.clone().oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let request = Request::builder()
+            .method("POST")
+            .uri("/api/v1/users")
+            .header("content-type", "application/json")
+            .body(Body::from("{\"email\": "))
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn wrong_password_and_unknown_email_look_the_same() {
-    let app = app().await;
-    register_and_sign_in(&app).await;
-    let (s1, b1) = call(
-        &app,
-        "POST",
-        "/api/v1/sessions",
-        json!({"email": "host@example.com", "password": "wrong password"}),
-        None,
-    )
+    each_backend(|app| async move {
+        register_and_sign_in(&app).await;
+        let (s1, b1) = call(
+            &app,
+            "POST",
+            "/api/v1/sessions",
+            json!({"email": "host@example.com", "password": "wrong password"}),
+            None,
+        )
+        .await;
+        let (s2, b2) = call(
+            &app,
+            "POST",
+            "/api/v1/sessions",
+            json!({"email": "ghost@example.com", "password": "wrong password"}),
+            None,
+        )
+        .await;
+        assert_eq!(s1, StatusCode::UNAUTHORIZED);
+        assert_eq!((s1, b1), (s2, b2));
+    })
     .await;
-    let (s2, b2) = call(
-        &app,
-        "POST",
-        "/api/v1/sessions",
-        json!({"email": "ghost@example.com", "password": "wrong password"}),
-        None,
-    )
-    .await;
-    assert_eq!(s1, StatusCode::UNAUTHORIZED);
-    assert_eq!((s1, b1), (s2, b2));
 }
 
 #[tokio::test]
 async fn refresh_rotates_and_replay_revokes_family() {
-    let app = app().await;
-    let tokens = register_and_sign_in(&app).await;
-    let first = tokens["refresh_token"].as_str().unwrap().to_owned();
-    let (status, next) = call(
-        &app,
-        "POST",
-        "/api/v1/sessions/refresh",
-        json!({"refresh_token": first}),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    let second = next["refresh_token"].as_str().unwrap().to_owned();
-    assert_ne!(first, second);
+    each_backend(|app| async move {
+        let tokens = register_and_sign_in(&app).await;
+        let first = tokens["refresh_token"].as_str().unwrap().to_owned();
+        let (status, next) = call(
+            &app,
+            "POST",
+            "/api/v1/sessions/refresh",
+            json!({"refresh_token": first}),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let second = next["refresh_token"].as_str().unwrap().to_owned();
+        assert_ne!(first, second);
 
-    // Replaying the first token revokes the family, so the second dies too.
-    let (status, _) = call(
-        &app,
-        "POST",
-        "/api/v1/sessions/refresh",
-        json!({"refresh_token": first}),
-        None,
-    )
+        // Replaying the first token revokes the family, so the second dies too.
+        let (status, _) = call(
+            &app,
+            "POST",
+            "/api/v1/sessions/refresh",
+            json!({"refresh_token": first}),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = call(
+            &app,
+            "POST",
+            "/api/v1/sessions/refresh",
+            json!({"refresh_token": second}),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    })
     .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = call(
-        &app,
-        "POST",
-        "/api/v1/sessions/refresh",
-        json!({"refresh_token": second}),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn profile_needs_a_valid_token() {
-    let app = app().await;
-    let (status, body) = call(&app, "GET", "/api/v1/users/me", Value::Null, None).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(body["error"]["code"], "unauthorized");
-    let (status, _) = call(
-        &app,
-        "GET",
-        "/api/v1/users/me",
-        Value::Null,
-        Some("not.a.jwt"),
-    )
+    each_backend(|app| async move {
+        let (status, body) = call(&app, "GET", "/api/v1/users/me", Value::Null, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["error"]["code"], "unauthorized");
+        let (status, _) = call(
+            &app,
+            "GET",
+            "/api/v1/users/me",
+            Value::Null,
+            Some("not.a.jwt"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    })
     .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn parallel_refreshes_on_a_file_database_all_succeed_and_a_race_has_one_winner() {
-    let dir = std::env::temp_dir().join(format!("user-refresh-{}", std::process::id()));
+async fn parallel_refreshes_all_succeed_and_a_race_has_one_winner() {
+    // A file database, so that SQLite runs with several connections as it
+    // does in service.
+    let dir = std::env::temp_dir().join(testing::unique_name("user-refresh-"));
     std::fs::create_dir_all(&dir).unwrap();
-    let pool = buildstream_service::storage::open_sqlite(&dir.join("users.db"))
+    let sqlite = buildstream_backend::Database::open_sqlite(&dir.join("users.db"))
         .await
         .unwrap();
     let keys = TokenKeys::from_secret(&[7u8; 32]).unwrap();
-    let app = UserService::new(pool, keys).await.unwrap().router();
+    let sqlite_app = UserService::new(sqlite, testing::cache(false).await, keys)
+        .await
+        .unwrap()
+        .router();
+    let mysql = TestDatabase::mysql().await;
+    for app in [sqlite_app, app(&mysql, true).await] {
+        parallel_refreshes(app).await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn parallel_refreshes(app: Router) {
     register_and_sign_in(&app).await;
     let mut sessions = Vec::new();
     for _ in 0..12 {
@@ -265,5 +306,4 @@ async fn parallel_refreshes_on_a_file_database_all_succeed_and_a_race_has_one_wi
         1,
         "{statuses:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,0 +1,312 @@
+//! The control plane as separate processes: two instances of each service
+//! on MariaDB and Redis behind the gateway, which finds the studio
+//! service's instances by DNS SRV and the user service's from its list.
+
+mod support;
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use buildstream_backend::testing::{redis_url, unique_name, TestDatabase};
+use serde_json::{json, Value};
+use support::*;
+
+const SERVICE_TOKEN: &str = "test-service-token-0123456789";
+const STUDIO_SRV: &str = "_http._tcp.studio.buildstream.test.";
+
+struct ControlPlane {
+    gateway_url: String,
+    user_ports: [u16; 2],
+    studio_ports: [u16; 2],
+    users: [Option<Proc>; 2],
+    studios: [Option<Proc>; 2],
+    _gateway: Proc,
+    dns: dns::TestDns,
+    env: Vec<(&'static str, String)>,
+    _dbs: [TestDatabase; 2],
+    _data: TempDir,
+}
+
+impl ControlPlane {
+    async fn start() -> Self {
+        let data = TempDir::new("control-plane");
+        let user_db = TestDatabase::mysql().await;
+        let studio_db = TestDatabase::mysql().await;
+        let env = vec![
+            ("BUILDSTREAM_DATA_DIR", data.path().display().to_string()),
+            ("BUILDSTREAM_TOKEN_SECRET", TOKEN_SECRET.to_owned()),
+            ("BUILDSTREAM_NODE_TOKEN", NODE_TOKEN.to_owned()),
+            ("BUILDSTREAM_SERVICE_TOKEN", SERVICE_TOKEN.to_owned()),
+            ("BUILDSTREAM_REDIS_URL", redis_url()),
+            (
+                "BUILDSTREAM_REDIS_NAMESPACE",
+                format!("{}:", unique_name("bstest")),
+            ),
+            ("BUILDSTREAM_USER_DATABASE_URL", user_db.url().unwrap()),
+            ("BUILDSTREAM_STUDIO_DATABASE_URL", studio_db.url().unwrap()),
+            ("BUILDSTREAM_LOG", "info".to_owned()),
+        ];
+        let dns = dns::TestDns::start().await;
+        let user_ports = [free_tcp_port(), free_tcp_port()];
+        let studio_ports = [free_tcp_port(), free_tcp_port()];
+        let gateway_port = free_tcp_port();
+        let mut plane = Self {
+            gateway_url: format!("http://127.0.0.1:{gateway_port}"),
+            user_ports,
+            studio_ports,
+            users: [None, None],
+            studios: [None, None],
+            _gateway: Proc::spawn(
+                "gateway",
+                Command::new(buildstream_bin())
+                    .arg("gateway")
+                    .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+                    .env(
+                        "BUILDSTREAM_HTTP_LISTEN",
+                        format!("127.0.0.1:{gateway_port}"),
+                    )
+                    .env(
+                        "BUILDSTREAM_USER_INSTANCES",
+                        user_ports
+                            .map(|p| format!("http://127.0.0.1:{p}"))
+                            .join(","),
+                    )
+                    .env("BUILDSTREAM_STUDIO_INSTANCES", "")
+                    .env("BUILDSTREAM_STUDIO_SRV", STUDIO_SRV)
+                    // Health checks far apart: between two, the breakers
+                    // are what keeps requests off a vanished instance.
+                    .env("BUILDSTREAM_CHECK_INTERVAL_MS", "8000")
+                    // The load below is far above what one person makes.
+                    .env("BUILDSTREAM_API_PER_MINUTE", "1000000")
+                    .env("BUILDSTREAM_NAME_SERVER", dns.addr.to_string()),
+            ),
+            dns,
+            env,
+            _dbs: [user_db, studio_db],
+            _data: data,
+        };
+        for i in 0..2 {
+            plane.start_instance("user", i);
+            plane.start_instance("studio", i);
+        }
+        plane
+    }
+
+    fn start_instance(&mut self, service: &str, i: usize) {
+        let (port, slot, variable) = match service {
+            "user" => (
+                self.user_ports[i],
+                &mut self.users[i],
+                "BUILDSTREAM_USER_LISTEN",
+            ),
+            _ => (
+                self.studio_ports[i],
+                &mut self.studios[i],
+                "BUILDSTREAM_STUDIO_LISTEN",
+            ),
+        };
+        *slot = Some(Proc::spawn(
+            &format!("{service} {i}"),
+            Command::new(buildstream_bin())
+                .args(["control", service])
+                .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+                .env(variable, format!("127.0.0.1:{port}")),
+        ));
+    }
+
+    /// Stops an instance as an orchestrator does: SIGTERM, so that it
+    /// finishes what it has started and takes nothing new.
+    fn stop_instance(&mut self, service: &str, i: usize) {
+        let slot = match service {
+            "user" => &mut self.users[i],
+            _ => &mut self.studios[i],
+        };
+        if let Some(mut proc) = slot.take() {
+            proc.stop();
+        }
+    }
+
+    /// The gateway's view of one instance.
+    async fn instance(&self, port: u16) -> Option<Value> {
+        let instances: Value = reqwest::get(format!("{}/gateway/v1/instances", self.gateway_url))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let url = format!("http://127.0.0.1:{port}");
+        instances
+            .as_array()?
+            .iter()
+            .find(|i| i["url"] == url.as_str())
+            .cloned()
+    }
+
+    async fn wait_instance(&self, port: u16, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(45);
+        loop {
+            if let Some(instance) = self.instance(port).await {
+                if check(&instance) {
+                    return instance;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "instance on {port} never became {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Requests of every kind, one after another, until stopped; any answer
+/// that is not a success is kept. The refresh token is rotated with every
+/// round, so a refresh that were sent twice would be a replay and end the
+/// session.
+async fn steady_load(base: String, stop: Arc<Mutex<bool>>) -> (usize, Vec<String>) {
+    let http = reqwest::Client::new();
+    let email = format!("load{}@example.com", unique_name(""));
+    let registered = http
+        .post(format!("{base}/api/v1/users"))
+        .json(&json!({"email": email, "password": "correct horse battery", "display_name": "L"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+    let tokens: Value = http
+        .post(format!("{base}/api/v1/sessions"))
+        .json(&json!({"email": email, "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut access = tokens["access_token"].as_str().unwrap().to_owned();
+    let mut refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let studio: Value = http
+        .post(format!("{base}/api/v1/studios"))
+        .bearer_auth(&access)
+        .json(&json!({"name": "Load"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let studio = studio["id"].as_str().unwrap().to_owned();
+
+    let mut sent = 0;
+    let mut failures = Vec::new();
+    while !*stop.lock().unwrap() {
+        let requests = [
+            http.get(format!("{base}/api/v1/studios"))
+                .bearer_auth(&access),
+            http.get(format!("{base}/api/v1/users/me"))
+                .bearer_auth(&access),
+            http.patch(format!("{base}/api/v1/studios/{studio}"))
+                .bearer_auth(&access)
+                .json(&json!({"description": format!("round {sent}")})),
+            http.post(format!("{base}/api/v1/studios/{studio}/invites"))
+                .bearer_auth(&access),
+        ];
+        for request in requests {
+            sent += 1;
+            match request.send().await {
+                Ok(response) if response.status().is_success() => {}
+                Ok(response) => failures.push(format!(
+                    "{} {}",
+                    response.status(),
+                    response.text().await.unwrap_or_default()
+                )),
+                Err(err) => failures.push(err.to_string()),
+            }
+        }
+        sent += 1;
+        match http
+            .post(format!("{base}/api/v1/sessions/refresh"))
+            .json(&json!({ "refresh_token": refresh }))
+            .send()
+            .await
+        {
+            Ok(response) if response.status().is_success() => {
+                let tokens: Value = response.json().await.unwrap();
+                access = tokens["access_token"].as_str().unwrap().to_owned();
+                refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+            }
+            Ok(response) => {
+                failures.push(format!("refresh: {}", response.status()));
+                break;
+            }
+            Err(err) => {
+                failures.push(format!("refresh: {err}"));
+                break;
+            }
+        }
+    }
+    (sent, failures)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_keep_succeeding_while_instances_stop_and_return() {
+    init();
+    let mut plane = ControlPlane::start().await;
+    // DNS names the first studio instance only, then both.
+    plane.dns.set(STUDIO_SRV, &plane.studio_ports[..1]);
+    wait_http_ok(
+        &format!("{}/readyz", plane.gateway_url),
+        Duration::from_secs(90),
+    )
+    .await;
+    plane.dns.set(STUDIO_SRV, &plane.studio_ports);
+    for port in plane.studio_ports.into_iter().chain(plane.user_ports) {
+        plane
+            .wait_instance(port, "healthy", |i| i["healthy"] == true)
+            .await;
+    }
+
+    let stop = Arc::new(Mutex::new(false));
+    let loads: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(steady_load(plane.gateway_url.clone(), stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // One instance of each service stops.
+    plane.stop_instance("studio", 0);
+    plane.stop_instance("user", 0);
+    let opened = plane
+        .wait_instance(plane.studio_ports[0], "open", |i| i["breaker"] == "open")
+        .await;
+    eprintln!("studio instance 0 after it stopped: {opened}");
+    plane
+        .wait_instance(plane.user_ports[0], "unhealthy", |i| i["healthy"] == false)
+        .await;
+
+    // They return; their breakers close once a probe gets through.
+    plane.start_instance("studio", 0);
+    plane.start_instance("user", 0);
+    for port in [plane.studio_ports[0], plane.user_ports[0]] {
+        plane
+            .wait_instance(port, "back", |i| {
+                i["healthy"] == true && i["breaker"] == "closed"
+            })
+            .await;
+    }
+
+    // The others go: the returned instances carry everything.
+    plane.stop_instance("studio", 1);
+    plane.stop_instance("user", 1);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    *stop.lock().unwrap() = true;
+    let (mut sent, mut failures) = (0, Vec::new());
+    for load in loads {
+        let (n, failed) = load.await.unwrap();
+        sent += n;
+        failures.extend(failed);
+    }
+    eprintln!("{sent} requests through the gateway while instances stopped and returned");
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(sent > 100, "only {sent} requests were sent");
+}
