@@ -56,6 +56,10 @@ pub struct ControlSettings {
     /// Prefix of every key this deployment keeps in Redis, so that several
     /// can share one server.
     pub redis_namespace: String,
+    /// RabbitMQ for events between services
+    /// (`amqp://user:password@host:5672/%2f`); an in-process bus, good when
+    /// every service runs in one process, when unset.
+    pub amqp_url: Option<String>,
     /// The user service.
     pub user: ServiceSettings,
     /// The studio service.
@@ -191,6 +195,7 @@ impl Default for ControlSettings {
             default_edge_http_url: "http://127.0.0.1:8082".to_owned(),
             redis_url: None,
             redis_namespace: "buildstream:".to_owned(),
+            amqp_url: None,
             user: ServiceSettings::default(),
             studio: ServiceSettings::default(),
         }
@@ -311,6 +316,14 @@ pub struct Overrides {
     /// Redis URL for state the services' instances share.
     #[arg(long, env = "BUILDSTREAM_REDIS_URL", global = true)]
     pub redis_url: Option<String>,
+    /// RabbitMQ URL for events between services.
+    #[arg(
+        long,
+        env = "BUILDSTREAM_AMQP_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub amqp_url: Option<String>,
     /// Prefix of this deployment's Redis keys.
     #[arg(long, env = "BUILDSTREAM_REDIS_NAMESPACE", global = true)]
     pub redis_namespace: Option<String>,
@@ -449,6 +462,9 @@ impl Settings {
         }
         if let Some(v) = &o.redis_namespace {
             self.control.redis_namespace.clone_from(v);
+        }
+        if o.amqp_url.is_some() {
+            self.control.amqp_url.clone_from(&o.amqp_url);
         }
         if o.user_listen.is_some() {
             self.control.user.listen = o.user_listen;

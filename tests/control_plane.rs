@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use buildstream_backend::testing::{redis_url, unique_name, TestDatabase};
+use buildstream_backend::testing::{amqp_url, redis_url, unique_name, TestDatabase};
 use serde_json::{json, Value};
 use support::*;
 
@@ -39,6 +39,7 @@ impl ControlPlane {
             ("BUILDSTREAM_NODE_TOKEN", NODE_TOKEN.to_owned()),
             ("BUILDSTREAM_SERVICE_TOKEN", SERVICE_TOKEN.to_owned()),
             ("BUILDSTREAM_REDIS_URL", redis_url()),
+            ("BUILDSTREAM_AMQP_URL", amqp_url()),
             (
                 "BUILDSTREAM_REDIS_NAMESPACE",
                 format!("{}:", unique_name("bstest")),

@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use buildstream_backend::{cache, Database, SharedCache};
+use buildstream_backend::{bus, cache, Database, EventSender, SharedBus, SharedCache};
 use buildstream_gateway::{
     BreakerPolicy, DiscoveryTimings, Gateway, Limit, RateLimits, ServiceSource, MAX_BODY_BYTES,
 };
@@ -58,7 +58,8 @@ pub async fn run_service(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let cache = open_cache(&settings).await?;
-    let router = service_router(service, &settings, &secrets, cache).await?;
+    let bus = open_bus(&settings).await?;
+    let router = service_router(service, &settings, &secrets, cache, bus).await?;
     let listen = match service {
         Service::User => settings.control.user_listen(),
         Service::Studio => settings.control.studio_listen(),
@@ -92,12 +93,15 @@ pub async fn run_all(
     secrets: Secrets,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    // One cache for all: in memory, it is what makes them one deployment.
+    // One cache and one bus for all: in memory, they are what makes the
+    // services one deployment.
     let cache = open_cache(&settings).await?;
+    let bus = open_bus(&settings).await?;
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     let mut sources = HashMap::new();
     for service in [Service::User, Service::Studio] {
-        let router = service_router(service, &settings, &secrets, cache.clone()).await?;
+        let router =
+            service_router(service, &settings, &secrets, cache.clone(), bus.clone()).await?;
         let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)), service.name()).await?;
         let url = format!("http://{}", listener.local_addr()?);
         sources.insert(
@@ -204,6 +208,15 @@ async fn open_cache(settings: &Settings) -> anyhow::Result<SharedCache> {
         .context("connecting to Redis")
 }
 
+async fn open_bus(settings: &Settings) -> anyhow::Result<SharedBus> {
+    let url = settings
+        .control
+        .amqp_url
+        .as_deref()
+        .filter(|u| !u.is_empty());
+    bus::open(url).await.context("connecting to RabbitMQ")
+}
+
 async fn open_database(url: Option<&str>, default_file: &Path) -> anyhow::Result<Database> {
     match url.filter(|u| !u.is_empty()) {
         Some(url) => Database::open(url).await.context("opening database"),
@@ -225,7 +238,9 @@ async fn service_router(
     settings: &Settings,
     secrets: &Secrets,
     cache: SharedCache,
+    bus: SharedBus,
 ) -> anyhow::Result<Router> {
+    let events = EventSender::start(bus);
     let keys = TokenKeys::from_secret(secrets.token_secret.as_bytes())?
         .trusting_gateway(NodeToken::new(&secrets.service_token));
     let router = match service {
@@ -235,7 +250,7 @@ async fn service_router(
                 &settings.data_dir.join("user.db"),
             )
             .await?;
-            let users = UserService::new(db, cache, keys)
+            let users = UserService::new(db, cache, events, keys)
                 .await
                 .context("migrating user database")?;
             let ready = users.clone();
@@ -256,7 +271,7 @@ async fn service_router(
                 allow_private_destinations: settings.allow_private_destinations.unwrap_or(false),
             };
             let node_token = NodeToken::new(&secrets.node_token);
-            let studios = StudioService::new(db, cache, keys, node_token, studio_settings)
+            let studios = StudioService::new(db, cache, events, keys, node_token, studio_settings)
                 .await
                 .context("migrating studio database")?;
             let ready = studios.clone();

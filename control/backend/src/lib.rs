@@ -5,13 +5,16 @@
 //!
 //! - [`db`]: relational storage, SQLite or MySQL/MariaDB.
 //! - [`cache`]: shared short-lived state, in memory or Redis.
+//! - [`bus`]: domain events, in process or RabbitMQ.
 
 #![warn(missing_docs)]
 
+pub mod bus;
 pub mod cache;
 pub mod db;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use bus::{Bus, BusError, Event, EventSender, SharedBus};
 pub use cache::{Cache, CacheError, SharedCache};
 pub use db::{Database, DbError, Dialect, Migrations};

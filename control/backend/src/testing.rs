@@ -10,6 +10,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::bus::{EventSender, LocalBus};
 use crate::cache::{self, SharedCache};
 use crate::Database;
 
@@ -126,4 +127,32 @@ pub async fn cache(redis: bool) -> SharedCache {
     cache::open(url.as_deref(), &format!("{}:", unique_name("bstest")))
         .await
         .unwrap_or_else(|err| panic!("Redis at {} (make test starts it): {err}", redis_url()))
+}
+
+/// An event sender whose events nobody reads, for tests that do not look
+/// at events.
+pub fn events() -> EventSender {
+    EventSender::start(std::sync::Arc::new(LocalBus::default()))
+}
+
+/// The RabbitMQ tests use (`BUILDSTREAM_TEST_AMQP_URL`, default the
+/// machine's broker as guest).
+pub fn amqp_url() -> String {
+    std::env::var("BUILDSTREAM_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// Deletes queues a test made on the test RabbitMQ (none there is fine).
+pub async fn delete_amqp_queues(names: &[&str]) {
+    let properties = lapin::ConnectionProperties::default();
+    let Ok(connection) = lapin::Connection::connect(&amqp_url(), properties).await else {
+        return;
+    };
+    if let Ok(channel) = connection.create_channel().await {
+        for name in names {
+            let options = lapin::options::QueueDeleteOptions::default();
+            let _ = channel.queue_delete((*name).into(), options).await;
+        }
+    }
+    let _ = connection.close(200, "done".into()).await;
 }

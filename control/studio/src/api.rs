@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
+use buildstream_backend::Event;
 use buildstream_service::{secret, text, ApiError, ApiJson, ApiPath, ApiQuery, NodeAuth, UserAuth};
 use serde::{Deserialize, Serialize};
 
@@ -196,6 +197,7 @@ async fn create_studio(
         updated_at: now,
     };
     service.store.insert_studio(&row).await?;
+    service.events.send(studio_event("studio.created", &row));
     tracing::info!(studio = %row.id, "studio created");
     Ok((StatusCode::CREATED, Json(studio_view(row, false))))
 }
@@ -268,7 +270,23 @@ async fn update_studio(
     }
     service.store.update_studio(&row).await?;
     let row = service.store.owned_studio(&auth.user_id, &id).await?;
+    service.events.send(studio_event("studio.updated", &row));
     Ok(Json(studio_view(row, live)))
+}
+
+/// An event about a studio, carrying what others index of it.
+fn studio_event(kind: &str, row: &StudioRow) -> Event {
+    Event::new(
+        kind,
+        serde_json::json!({
+            "studio_id": row.id,
+            "owner_id": row.owner_id,
+            "name": row.name,
+            "description": row.description,
+            "created_at": row.created_at,
+            "updated_at": row.updated_at,
+        }),
+    )
 }
 
 async fn delete_studio(
@@ -276,7 +294,7 @@ async fn delete_studio(
     auth: UserAuth,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    service.store.owned_studio(&auth.user_id, &id).await?;
+    let row = service.store.owned_studio(&auth.user_id, &id).await?;
     if let Some(broadcast) = service.store.broadcast(&id).await? {
         // An origin that cannot be told now stops the broadcast at its next
         // heartbeat, when it no longer finds the studio among its own.
@@ -287,6 +305,7 @@ async fn delete_studio(
     }
     service.store.delete_studio(&id).await?;
     service.rooms.forget(&id).await?;
+    service.events.send(studio_event("studio.deleted", &row));
     tracing::info!(studio = %id, "studio deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -804,6 +823,10 @@ async fn start_broadcast(
         });
         return Err(err);
     }
+    service.events.send(Event::new(
+        "broadcast.started",
+        serde_json::json!({"studio_id": id, "owner_id": auth.user_id, "origin_id": broadcast.origin_id}),
+    ));
     tracing::info!(studio = %id, origin = %broadcast.origin_id, "broadcast started");
     let (whep_url, viewer_token) = service.playback(&id).await?;
     let view = BroadcastView {
@@ -893,6 +916,10 @@ async fn stop_broadcast(
     };
     let confirmed = service.origins.stop(&broadcast.origin_url, &id).await;
     service.store.delete_broadcast(&id).await?;
+    service.events.send(Event::new(
+        "broadcast.stopped",
+        serde_json::json!({"studio_id": id, "owner_id": auth.user_id}),
+    ));
     match confirmed {
         Ok(()) => {
             tracing::info!(studio = %id, "broadcast stopped");

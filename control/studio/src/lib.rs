@@ -18,7 +18,7 @@ mod store;
 
 use axum::extract::FromRef;
 use axum::Router;
-use buildstream_backend::{Database, DbError, SharedCache};
+use buildstream_backend::{Database, DbError, EventSender, SharedCache};
 use buildstream_service::{NodeToken, TokenKeys};
 
 pub use nodes::{NodeInfo, Nodes, Role};
@@ -49,6 +49,7 @@ pub struct StudioService {
     origins: origin::OriginClient,
     rooms: presence::Rooms,
     cache: SharedCache,
+    events: EventSender,
     settings: StudioSettings,
 }
 
@@ -65,11 +66,14 @@ impl FromRef<StudioService> for NodeToken {
 }
 
 impl StudioService {
-    /// A service over an opened database, which it migrates, and the
-    /// shared cache where node registrations and rooms live.
+    /// A service over an opened database, which it migrates, the shared
+    /// cache where node registrations and rooms live, and the sender of
+    /// its events (`studio.created`, `studio.updated`, `studio.deleted`,
+    /// `broadcast.started`, `broadcast.stopped`).
     pub async fn new(
         db: Database,
         cache: SharedCache,
+        events: EventSender,
         keys: TokenKeys,
         node_token: NodeToken,
         settings: StudioSettings,
@@ -81,6 +85,7 @@ impl StudioService {
             origins: origin::OriginClient::new(node_token.clone()),
             rooms: presence::Rooms::new(cache.clone()),
             cache,
+            events,
             node_token,
             settings,
         })

@@ -4,7 +4,8 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use buildstream_backend::testing::{self, TestDatabase};
+use buildstream_backend::bus::{self, EventSender, SharedBus};
+use buildstream_backend::testing::{self, unique_name, TestDatabase};
 use buildstream_service::{NodeToken, TokenKeys};
 use buildstream_studio::{StudioService, StudioSettings};
 use http_body_util::BodyExt;
@@ -16,6 +17,9 @@ const NODE_TOKEN: &str = "node-token-for-tests";
 struct Harness {
     app: Router,
     keys: TokenKeys,
+    /// Where the service's events go: in process with SQLite, RabbitMQ
+    /// with MySQL.
+    bus: SharedBus,
     _db: TestDatabase,
 }
 
@@ -31,11 +35,16 @@ impl Harness {
     async fn new(db: TestDatabase) -> Self {
         eprintln!("-- {}", db.label);
         let keys = TokenKeys::from_secret(&[9u8; 32]).unwrap();
-        // MySQL goes with Redis, SQLite with the in-memory cache.
-        let redis = db.label == "MySQL";
+        // MySQL goes with Redis and RabbitMQ, SQLite with the in-process
+        // cache and bus.
+        let real = db.label == "MySQL";
+        let bus = bus::open(real.then(testing::amqp_url).as_deref())
+            .await
+            .unwrap();
         let service = StudioService::new(
             db.db.clone(),
-            testing::cache(redis).await,
+            testing::cache(real).await,
+            EventSender::start(bus.clone()),
             keys.clone(),
             NodeToken::new(NODE_TOKEN),
             StudioSettings {
@@ -49,6 +58,7 @@ impl Harness {
         Self {
             app: service.router(),
             keys,
+            bus,
             _db: db,
         }
     }
@@ -632,5 +642,52 @@ async fn malformed_paths_and_queries_get_json_errors() {
             assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
             assert_eq!(body["error"]["code"], code, "{uri}: {body}");
         }
+    }
+}
+
+#[tokio::test]
+async fn studio_changes_and_broadcasts_are_published_as_events() {
+    for h in Harness::both().await {
+        let queue = unique_name("test.studio-events.");
+        let mut events = h.bus.subscribe(&queue, &["studio.*"]).await.unwrap();
+        let token = h.token("u_events");
+        let id = h.studio(&token, "Evening show").await;
+        let (status, _) = h
+            .call(
+                "PATCH",
+                &format!("/api/v1/studios/{id}"),
+                json!({"description": "live from the roof"}),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = h
+            .call(
+                "DELETE",
+                &format!("/api/v1/studios/{id}"),
+                Value::Null,
+                Some(&token),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+
+        for (kind, description) in [
+            ("studio.created", ""),
+            ("studio.updated", "live from the roof"),
+            ("studio.deleted", "live from the roof"),
+        ] {
+            let delivery = tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
+                .await
+                .expect("an event")
+                .expect("the bus is open");
+            assert_eq!(delivery.event.kind, kind);
+            assert_eq!(delivery.event.data["studio_id"], id.as_str());
+            assert_eq!(delivery.event.data["owner_id"], "u_events");
+            assert_eq!(delivery.event.data["name"], "Evening show");
+            assert_eq!(delivery.event.data["description"], description);
+            delivery.ack().await.unwrap();
+        }
+        drop(events);
+        testing::delete_amqp_queues(&[&queue]).await;
     }
 }

@@ -34,6 +34,7 @@ async fn app(db: &TestDatabase, cache: SharedCache) -> (Router, TokenKeys) {
     let service = StudioService::new(
         db.db.clone(),
         cache,
+        testing::events(),
         keys.clone(),
         NodeToken::new(NODE_TOKEN),
         StudioSettings {

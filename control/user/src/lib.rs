@@ -16,7 +16,7 @@ use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use buildstream_backend::{Database, DbError, Migrations, SharedCache};
+use buildstream_backend::{Database, DbError, Event, EventSender, Migrations, SharedCache};
 use buildstream_service::auth::ACCESS_TOKEN_TTL;
 use buildstream_service::{ApiError, ApiJson, TokenKeys, UserAuth};
 use serde::{Deserialize, Serialize};
@@ -40,6 +40,7 @@ pub struct UserService {
     users: Users,
     refresh_tokens: RefreshTokens,
     cache: SharedCache,
+    events: EventSender,
     keys: TokenKeys,
 }
 
@@ -50,15 +51,22 @@ impl FromRef<UserService> for TokenKeys {
 }
 
 impl UserService {
-    /// A service over an opened database, which it migrates, and the
-    /// shared cache its refresh tokens live in.
-    pub async fn new(db: Database, cache: SharedCache, keys: TokenKeys) -> Result<Self, DbError> {
+    /// A service over an opened database, which it migrates, the shared
+    /// cache its refresh tokens live in, and the sender of its events
+    /// (`user.registered`).
+    pub async fn new(
+        db: Database,
+        cache: SharedCache,
+        events: EventSender,
+        keys: TokenKeys,
+    ) -> Result<Self, DbError> {
         db.migrate(MIGRATIONS).await?;
         Ok(Self {
             users: Users::new(db.clone()),
             refresh_tokens: RefreshTokens::new(cache.clone()),
             db,
             cache,
+            events,
             keys,
         })
     }
@@ -172,6 +180,10 @@ async fn register(
     }
     let hash = password::hash(body.password).await?;
     let user = service.users.create(email, &hash, display_name).await?;
+    service.events.send(Event::new(
+        "user.registered",
+        serde_json::json!({"user_id": user.id, "display_name": user.display_name}),
+    ));
     tracing::info!(user = %user.id, "user registered");
     Ok((StatusCode::CREATED, Json(user.into())))
 }

@@ -28,10 +28,15 @@ where
 
 async fn app(db: &TestDatabase, redis: bool) -> Router {
     let keys = TokenKeys::from_secret(&[7u8; 32]).unwrap();
-    UserService::new(db.db.clone(), testing::cache(redis).await, keys)
-        .await
-        .unwrap()
-        .router()
+    UserService::new(
+        db.db.clone(),
+        testing::cache(redis).await,
+        testing::events(),
+        keys,
+    )
+    .await
+    .unwrap()
+    .router()
 }
 
 async fn call(
@@ -238,7 +243,7 @@ async fn parallel_refreshes_all_succeed_and_a_race_has_one_winner() {
         .await
         .unwrap();
     let keys = TokenKeys::from_secret(&[7u8; 32]).unwrap();
-    let sqlite_app = UserService::new(sqlite, testing::cache(false).await, keys)
+    let sqlite_app = UserService::new(sqlite, testing::cache(false).await, testing::events(), keys)
         .await
         .unwrap()
         .router();
