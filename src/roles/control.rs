@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -16,6 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use buildstream_backend::search::TantivyIndex;
 use buildstream_backend::{bus, cache, Database, EventSender, SharedBus, SharedCache};
 use buildstream_gateway::{
     BreakerPolicy, DiscoveryTimings, Gateway, Limit, RateLimits, ServiceSource, MAX_BODY_BYTES,
@@ -59,7 +61,7 @@ pub async fn run_service(
 ) -> anyhow::Result<()> {
     let cache = open_cache(&settings).await?;
     let bus = open_bus(&settings).await?;
-    let router = service_router(service, &settings, &secrets, cache, bus).await?;
+    let router = service_router(service, &settings, &secrets, cache, bus, cancel.clone()).await?;
     let listen = match service {
         Service::User => settings.control.user_listen(),
         Service::Studio => settings.control.studio_listen(),
@@ -100,8 +102,15 @@ pub async fn run_all(
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     let mut sources = HashMap::new();
     for service in [Service::User, Service::Studio] {
-        let router =
-            service_router(service, &settings, &secrets, cache.clone(), bus.clone()).await?;
+        let router = service_router(
+            service,
+            &settings,
+            &secrets,
+            cache.clone(),
+            bus.clone(),
+            cancel.clone(),
+        )
+        .await?;
         let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)), service.name()).await?;
         let url = format!("http://{}", listener.local_addr()?);
         sources.insert(
@@ -239,8 +248,9 @@ async fn service_router(
     secrets: &Secrets,
     cache: SharedCache,
     bus: SharedBus,
+    cancel: CancellationToken,
 ) -> anyhow::Result<Router> {
-    let events = EventSender::start(bus);
+    let events = EventSender::start(bus.clone());
     let keys = TokenKeys::from_secret(secrets.token_secret.as_bytes())?
         .trusting_gateway(NodeToken::new(&secrets.service_token));
     let router = match service {
@@ -271,9 +281,21 @@ async fn service_router(
                 allow_private_destinations: settings.allow_private_destinations.unwrap_or(false),
             };
             let node_token = NodeToken::new(&secrets.node_token);
-            let studios = StudioService::new(db, cache, events, keys, node_token, studio_settings)
-                .await
-                .context("migrating studio database")?;
+            // TODO: an Elasticsearch index when one is configured; the
+            // embedded one is rebuilt from the database at every start.
+            let index = TantivyIndex::in_memory().context("creating the search index")?;
+            let studios = StudioService::new(
+                db,
+                cache,
+                events,
+                Arc::new(index),
+                keys,
+                node_token,
+                studio_settings,
+            )
+            .await
+            .context("migrating studio database")?;
+            tokio::spawn(studios.clone().run_indexer(bus, cancel));
             let ready = studios.clone();
             with_health(studios.router(), move || {
                 let studios = ready.clone();

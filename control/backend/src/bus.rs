@@ -94,6 +94,12 @@ pub trait Bus: Send + Sync {
     /// nobody consumes wait in the queue once it exists.
     async fn subscribe(&self, queue: &str, patterns: &[&str]) -> Result<Subscription, BusError>;
 
+    /// Consumes a queue of this subscription's own, bound to `patterns`,
+    /// that lives only as long as the subscription: for a consumer that
+    /// keeps state of its own in the process (an embedded index) and must
+    /// see every event, whatever other instances see.
+    async fn subscribe_own(&self, patterns: &[&str]) -> Result<Subscription, BusError>;
+
     /// Whether the bus can take events now (readiness).
     async fn ping(&self) -> Result<(), BusError>;
 }
@@ -454,6 +460,11 @@ impl Bus for LocalBus {
         })
     }
 
+    async fn subscribe_own(&self, patterns: &[&str]) -> Result<Subscription, BusError> {
+        let name = format!("own.{}", uuid::Uuid::new_v4());
+        self.subscribe(&name, patterns).await
+    }
+
     async fn ping(&self) -> Result<(), BusError> {
         Ok(())
     }
@@ -563,6 +574,31 @@ impl AmqpBus {
     }
 }
 
+impl AmqpBus {
+    async fn start_consumer(
+        &self,
+        queue: String,
+        patterns: &[&str],
+        own: bool,
+    ) -> Result<Subscription, BusError> {
+        let (sender, deliveries) = mpsc::channel(usize::from(PREFETCH));
+        let stop = CancellationToken::new();
+        let consumer = AmqpConsumer {
+            url: self.url.clone(),
+            queue,
+            patterns: patterns.iter().map(|p| (*p).to_owned()).collect(),
+            own,
+        };
+        // The first connection is made here, so that a wrong URL or a
+        // missing broker is an error to the caller, not a retry loop.
+        let first = consumer.connect().await?;
+        tokio::spawn(consumer.run(first, sender, stop.clone()));
+        Ok(Subscription {
+            source: Source::Amqp { deliveries, stop },
+        })
+    }
+}
+
 async fn declare_exchange(channel: &Channel) -> Result<(), lapin::Error> {
     let options = ExchangeDeclareOptions {
         durable: true,
@@ -602,20 +638,12 @@ impl Bus for AmqpBus {
     }
 
     async fn subscribe(&self, queue: &str, patterns: &[&str]) -> Result<Subscription, BusError> {
-        let (sender, deliveries) = mpsc::channel(usize::from(PREFETCH));
-        let stop = CancellationToken::new();
-        let consumer = AmqpConsumer {
-            url: self.url.clone(),
-            queue: queue.to_owned(),
-            patterns: patterns.iter().map(|p| (*p).to_owned()).collect(),
-        };
-        // The first connection is made here, so that a wrong URL or a
-        // missing broker is an error to the caller, not a retry loop.
-        let first = consumer.connect().await?;
-        tokio::spawn(consumer.run(first, sender, stop.clone()));
-        Ok(Subscription {
-            source: Source::Amqp { deliveries, stop },
-        })
+        self.start_consumer(queue.to_owned(), patterns, false).await
+    }
+
+    async fn subscribe_own(&self, patterns: &[&str]) -> Result<Subscription, BusError> {
+        let queue = format!("own.{}", uuid::Uuid::new_v4());
+        self.start_consumer(queue, patterns, true).await
     }
 
     async fn ping(&self) -> Result<(), BusError> {
@@ -627,6 +655,9 @@ struct AmqpConsumer {
     url: String,
     queue: String,
     patterns: Vec<String>,
+    /// A queue of this consumer's own: deleted by the broker when its
+    /// connection closes.
+    own: bool,
 }
 
 impl AmqpConsumer {
@@ -635,7 +666,9 @@ impl AmqpConsumer {
         let channel = connection.create_channel().await?;
         declare_exchange(&channel).await?;
         let durable = QueueDeclareOptions {
-            durable: true,
+            durable: !self.own,
+            exclusive: self.own,
+            auto_delete: self.own,
             ..QueueDeclareOptions::default()
         };
         channel

@@ -92,39 +92,31 @@ impl Database {
         install_drivers();
         create_private_file(path)?;
         let url = format!("sqlite://{}", path.display());
-        let options = AnyConnectOptions::from_str(&url).map_err(DbError::Open)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
-                         PRAGMA foreign_keys = ON;",
-                    )
-                    .await?;
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await
-            .map_err(DbError::Open)?;
-        Ok(Self {
-            pool,
-            dialect: Dialect::Sqlite,
-        })
+        let pragmas = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                       PRAGMA foreign_keys = ON;";
+        Self::sqlite_pool(&url, 8, pragmas).await
     }
 
     /// A private in-memory SQLite database, for tests: one connection, so
     /// every query sees the same database.
     pub async fn open_sqlite_memory() -> Result<Self, DbError> {
         install_drivers();
-        let options = AnyConnectOptions::from_str("sqlite::memory:").map_err(DbError::Open)?;
+        Self::sqlite_pool("sqlite::memory:", 1, "PRAGMA foreign_keys = ON;").await
+    }
+
+    /// A SQLite pool whose every connection first runs `pragmas`.
+    async fn sqlite_pool(
+        url: &str,
+        connections: u32,
+        pragmas: &'static str,
+    ) -> Result<Self, DbError> {
+        let options = AnyConnectOptions::from_str(url).map_err(DbError::Open)?;
         let pool = AnyPoolOptions::new()
-            .max_connections(1)
-            .after_connect(|conn, _| {
+            .max_connections(connections)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(move |conn, _| {
                 Box::pin(async move {
-                    conn.execute("PRAGMA foreign_keys = ON;").await?;
+                    conn.execute(pragmas).await?;
                     Ok(())
                 })
             })

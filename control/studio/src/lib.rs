@@ -14,10 +14,12 @@ mod origin;
 mod presence;
 mod room;
 mod scene;
+mod search;
 mod store;
 
 use axum::extract::FromRef;
 use axum::Router;
+use buildstream_backend::search::SharedIndex;
 use buildstream_backend::{Database, DbError, EventSender, SharedCache};
 use buildstream_service::{NodeToken, TokenKeys};
 
@@ -50,6 +52,7 @@ pub struct StudioService {
     rooms: presence::Rooms,
     cache: SharedCache,
     events: EventSender,
+    index: SharedIndex,
     settings: StudioSettings,
 }
 
@@ -69,11 +72,13 @@ impl StudioService {
     /// A service over an opened database, which it migrates, the shared
     /// cache where node registrations and rooms live, and the sender of
     /// its events (`studio.created`, `studio.updated`, `studio.deleted`,
-    /// `broadcast.started`, `broadcast.stopped`).
+    /// `broadcast.started`, `broadcast.stopped`), and the search index
+    /// that [`StudioService::run_indexer`] keeps following them.
     pub async fn new(
         db: Database,
         cache: SharedCache,
         events: EventSender,
+        index: SharedIndex,
         keys: TokenKeys,
         node_token: NodeToken,
         settings: StudioSettings,
@@ -86,6 +91,7 @@ impl StudioService {
             rooms: presence::Rooms::new(cache.clone()),
             cache,
             events,
+            index,
             node_token,
             settings,
         })
@@ -94,18 +100,14 @@ impl StudioService {
     /// Whether the database and the cache answer: the service is ready
     /// only when both do.
     pub async fn ready(&self) -> Result<(), String> {
-        self.store
-            .ping()
-            .await
-            .map_err(|err| format!("database: {err}"))?;
-        self.cache
-            .ping()
-            .await
-            .map_err(|err| format!("cache: {err}"))
+        buildstream_backend::ready(self.store.database(), self.cache.as_ref()).await
     }
 
     /// The service's routes: `/api/v1/studios…` and `/internal/v1/…`.
     pub fn router(self) -> Router {
-        api::routes().merge(room::routes()).with_state(self)
+        api::routes()
+            .merge(room::routes())
+            .merge(search::routes())
+            .with_state(self)
     }
 }

@@ -111,9 +111,9 @@ impl Store {
         Ok(Self { db })
     }
 
-    /// Whether the database answers.
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        self.db.ping().await
+    /// The database, for readiness checks.
+    pub fn database(&self) -> &Database {
+        &self.db
     }
 
     /// Inserts a studio.
@@ -186,6 +186,22 @@ impl Store {
             .execute(self.db.pool())
             .await?;
         Ok(())
+    }
+
+    /// Every studio, for rebuilding the search index.
+    pub async fn all_studios(&self) -> Result<Vec<StudioRow>, ApiError> {
+        Ok(
+            sqlx::query_as::<_, StudioRow>("SELECT * FROM studios ORDER BY id")
+                .fetch_all(self.db.pool())
+                .await?,
+        )
+    }
+
+    /// Ids of every live studio.
+    pub async fn live_studio_ids(&self) -> Result<Vec<String>, ApiError> {
+        Ok(sqlx::query_scalar("SELECT studio_id FROM broadcasts")
+            .fetch_all(self.db.pool())
+            .await?)
     }
 
     /// The owner's studios, newest first.

@@ -4,12 +4,16 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
+use std::sync::Arc;
+
 use buildstream_backend::bus::{self, EventSender, SharedBus};
+use buildstream_backend::search::TantivyIndex;
 use buildstream_backend::testing::{self, unique_name, TestDatabase};
 use buildstream_service::{NodeToken, TokenKeys};
 use buildstream_studio::{StudioService, StudioSettings};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 const NODE_TOKEN: &str = "node-token-for-tests";
@@ -45,6 +49,7 @@ impl Harness {
             db.db.clone(),
             testing::cache(real).await,
             EventSender::start(bus.clone()),
+            Arc::new(TantivyIndex::in_memory().unwrap()),
             keys.clone(),
             NodeToken::new(NODE_TOKEN),
             StudioSettings {
@@ -55,6 +60,11 @@ impl Harness {
         )
         .await
         .unwrap();
+        tokio::spawn(
+            service
+                .clone()
+                .run_indexer(bus.clone(), CancellationToken::new()),
+        );
         Self {
             app: service.router(),
             keys,
@@ -689,5 +699,86 @@ async fn studio_changes_and_broadcasts_are_published_as_events() {
         }
         drop(events);
         testing::delete_amqp_queues(&[&queue]).await;
+    }
+}
+
+#[tokio::test]
+async fn studios_are_found_by_misspelt_words_once_their_events_are_indexed() {
+    for h in Harness::both().await {
+        let token = h.token("u_search");
+        let other = h.token("u_other");
+        let evening = h.studio(&token, "Evening Jazz Session").await;
+        let morning = h.studio(&token, "Morning News").await;
+        h.studio(&other, "Evening Jazz Session").await;
+
+        // The index follows events: wait for it.
+        let search = |q: &'static str| {
+            let token = token.clone();
+            let h = &h;
+            async move {
+                h.call(
+                    "GET",
+                    &format!("/api/v1/search/studios?{q}"),
+                    Value::Null,
+                    Some(&token),
+                )
+                .await
+            }
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let found = loop {
+            let (status, found) = search("q=evning%20jaz").await;
+            assert_eq!(status, StatusCode::OK, "{found}");
+            if found["total"] == 1 {
+                break found;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never indexed: {found}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        assert_eq!(
+            found["hits"][0]["studio_id"],
+            evening.as_str(),
+            "only the caller's own"
+        );
+
+        let (_, newest) = search("sort=newest&per_page=1").await;
+        assert_eq!(newest["total"], 2);
+        assert_eq!(newest["hits"][0]["studio_id"], morning.as_str());
+        let (_, second) = search("sort=newest&per_page=1&page=2").await;
+        assert_eq!(second["hits"][0]["studio_id"], evening.as_str());
+        let (_, none_live) = search("live=true").await;
+        assert_eq!(none_live["total"], 0);
+        let (_, future) = search("created_after=2999-01-01T00:00:00Z").await;
+        assert_eq!(future["total"], 0);
+
+        let (status, body) = search("created_after=yesterday").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "invalid_time");
+        let (status, _) = search("per_page=1000").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _) = h
+            .call("GET", "/api/v1/search/studios?q=x", Value::Null, None)
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        // A deleted studio leaves the index.
+        h.call(
+            "DELETE",
+            &format!("/api/v1/studios/{morning}"),
+            Value::Null,
+            Some(&token),
+        )
+        .await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while search("q=morning").await.1["total"] != 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "deleted studio still found"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 }

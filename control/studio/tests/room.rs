@@ -35,6 +35,7 @@ async fn app(db: &TestDatabase, cache: SharedCache) -> (Router, TokenKeys) {
         db.db.clone(),
         cache,
         testing::events(),
+        std::sync::Arc::new(buildstream_backend::search::TantivyIndex::in_memory().unwrap()),
         keys.clone(),
         NodeToken::new(NODE_TOKEN),
         StudioSettings {

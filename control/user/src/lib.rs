@@ -74,14 +74,7 @@ impl UserService {
     /// Whether the database and the cache answer: the service is ready
     /// only when both do.
     pub async fn ready(&self) -> Result<(), String> {
-        self.db
-            .ping()
-            .await
-            .map_err(|err| format!("database: {err}"))?;
-        self.cache
-            .ping()
-            .await
-            .map_err(|err| format!("cache: {err}"))
+        buildstream_backend::ready(&self.db, self.cache.as_ref()).await
     }
 
     /// The service's routes, under `/api/v1`.

@@ -1,0 +1,233 @@
+//! Studio search: `GET /api/v1/search/studios`, over an index that follows
+//! the studio events.
+//!
+//! The indexer subscribes first and then indexes every studio from the
+//! database, so that nothing changed during start-up is missed; events
+//! after that keep the index current. Searches see the caller's own
+//! studios only.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use buildstream_backend::bus::Subscription;
+use buildstream_backend::search::{SearchPage, Sort, StudioDoc, StudioQuery};
+use buildstream_backend::{Event, SharedBus};
+use buildstream_service::{ApiError, ApiQuery, UserAuth};
+use serde::Deserialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::StudioRow;
+use crate::StudioService;
+
+/// Results per page unless asked otherwise, and at most.
+const DEFAULT_PER_PAGE: usize = 20;
+const MAX_PER_PAGE: usize = 100;
+
+pub fn routes() -> Router<StudioService> {
+    Router::new().route("/api/v1/search/studios", get(search))
+}
+
+/// Query string of a search.
+#[derive(Debug, Deserialize)]
+struct SearchParams {
+    /// Words to find in name or description, typos forgiven.
+    q: Option<String>,
+    /// `true`: only live studios; `false`: only those not live.
+    live: Option<bool>,
+    /// Comma-separated tags, all required.
+    tags: Option<String>,
+    /// RFC 3339: created at or after.
+    created_after: Option<String>,
+    /// RFC 3339: created before.
+    created_before: Option<String>,
+    /// `relevance` (default), `newest` or `oldest`.
+    sort: Option<Sort>,
+    /// 1-based.
+    page: Option<usize>,
+    /// 1-100, 20 by default.
+    per_page: Option<usize>,
+}
+
+async fn search(
+    State(service): State<StudioService>,
+    auth: UserAuth,
+    ApiQuery(params): ApiQuery<SearchParams>,
+) -> Result<Json<SearchPage>, ApiError> {
+    let per_page = params.per_page.unwrap_or(DEFAULT_PER_PAGE);
+    if !(1..=MAX_PER_PAGE).contains(&per_page) {
+        return Err(ApiError::invalid(
+            "invalid_per_page",
+            format!("per_page must be 1-{MAX_PER_PAGE}"),
+        ));
+    }
+    let page = params.page.unwrap_or(1).max(1);
+    if let Some(q) = &params.q {
+        if q.chars().count() > 200 {
+            return Err(ApiError::invalid(
+                "invalid_query",
+                "q is limited to 200 characters",
+            ));
+        }
+    }
+    let query = StudioQuery {
+        text: params.q,
+        owner: Some(auth.user_id),
+        live: params.live,
+        tags: params
+            .tags
+            .map(|tags| {
+                tags.split(',')
+                    .map(|t| t.trim().to_lowercase())
+                    .filter(|t| !t.is_empty())
+                    .take(10)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        created_from_ms: instant("created_after", params.created_after.as_deref())?,
+        created_until_ms: instant("created_before", params.created_before.as_deref())?,
+        sort: params.sort.unwrap_or_default(),
+        offset: (page - 1).saturating_mul(per_page).min(10_000),
+        limit: per_page,
+    };
+    let found = service
+        .index
+        .search(&query)
+        .await
+        .map_err(|err| ApiError::unavailable("search_unavailable", err.to_string()))?;
+    Ok(Json(found))
+}
+
+fn instant(name: &str, value: Option<&str>) -> Result<Option<u64>, ApiError> {
+    value
+        .map(|text| {
+            rfc3339_ms(text).ok_or_else(|| {
+                ApiError::invalid(
+                    "invalid_time",
+                    format!("{name} must be an RFC 3339 time, like 2026-01-31T12:00:00Z"),
+                )
+            })
+        })
+        .transpose()
+}
+
+fn rfc3339_ms(text: &str) -> Option<u64> {
+    let at = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    u64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// What an event or a row says of a studio, as the index holds it.
+fn doc_of(data: &serde_json::Value) -> Option<StudioDoc> {
+    let text = |key: &str| data.get(key)?.as_str().map(str::to_owned);
+    Some(StudioDoc {
+        studio_id: text("studio_id")?,
+        owner_id: text("owner_id")?,
+        name: text("name").unwrap_or_default(),
+        description: text("description").unwrap_or_default(),
+        tags: Vec::new(),
+        live: false,
+        created_at_ms: text("created_at").and_then(|t| rfc3339_ms(&t)).unwrap_or(0),
+    })
+}
+
+fn doc_of_row(row: &StudioRow) -> StudioDoc {
+    StudioDoc {
+        studio_id: row.id.clone(),
+        owner_id: row.owner_id.clone(),
+        name: row.name.clone(),
+        description: row.description.clone(),
+        tags: Vec::new(),
+        live: false,
+        created_at_ms: rfc3339_ms(&row.created_at).unwrap_or(0),
+    }
+}
+
+impl StudioService {
+    /// Keeps the search index following the studio events until `cancel`
+    /// fires: subscribes, indexes every studio the database holds, then
+    /// applies events as they come.
+    pub async fn run_indexer(self, bus: SharedBus, cancel: CancellationToken) {
+        let mut subscription = loop {
+            match bus.subscribe_own(&["studio.*", "broadcast.*"]).await {
+                Ok(subscription) => break subscription,
+                Err(err) => {
+                    tracing::warn!(error = %err, "search indexer cannot subscribe; retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    }
+                }
+            }
+        };
+        while let Err(err) = self.index_everything().await {
+            tracing::warn!(error = %err.message, "search reindex failed; retrying");
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+        self.follow(&mut subscription, cancel).await;
+    }
+
+    async fn index_everything(&self) -> Result<(), ApiError> {
+        let live = self.store.live_studio_ids().await?;
+        let rows = self.store.all_studios().await?;
+        let count = rows.len();
+        for row in rows {
+            let mut doc = doc_of_row(&row);
+            doc.live = live.contains(&row.id);
+            let live = doc.live;
+            let id = doc.studio_id.clone();
+            self.index.upsert(doc).await.map_err(search_down)?;
+            // Upserts keep a stored live state; set it as the database has it.
+            self.index.set_live(&id, live).await.map_err(search_down)?;
+        }
+        tracing::info!(studios = count, "search index rebuilt");
+        Ok(())
+    }
+
+    async fn follow(&self, subscription: &mut Subscription, cancel: CancellationToken) {
+        loop {
+            let delivery = tokio::select! {
+                _ = cancel.cancelled() => return,
+                delivery = subscription.next() => match delivery {
+                    Some(delivery) => delivery,
+                    None => return,
+                },
+            };
+            match self.apply(&delivery.event).await {
+                Ok(()) => {
+                    let _ = delivery.ack().await;
+                }
+                Err(err) => {
+                    tracing::warn!(event = %delivery.event.id, kind = %delivery.event.kind,
+                        error = %err, "search index update failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let _ = delivery.requeue().await;
+                }
+            }
+        }
+    }
+
+    async fn apply(&self, event: &Event) -> Result<(), String> {
+        let studio_id = event.data.get("studio_id").and_then(|v| v.as_str());
+        let result = match (event.kind.as_str(), studio_id) {
+            ("studio.created" | "studio.updated", _) => match doc_of(&event.data) {
+                Some(doc) => self.index.upsert(doc).await,
+                None => return Ok(()),
+            },
+            ("studio.deleted", Some(id)) => self.index.remove(id).await,
+            ("broadcast.started", Some(id)) => self.index.set_live(id, true).await,
+            ("broadcast.stopped", Some(id)) => self.index.set_live(id, false).await,
+            _ => return Ok(()),
+        };
+        result.map_err(|err| err.to_string())
+    }
+}
+
+fn search_down(err: buildstream_backend::search::SearchError) -> ApiError {
+    ApiError::unavailable("search_unavailable", err.to_string())
+}
