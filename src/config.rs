@@ -714,6 +714,19 @@ mod tests {
     }
 
     #[test]
+    fn the_compose_nodes_configs_parse_with_distinct_ids() {
+        let edge_eu: Settings =
+            toml::from_str(include_str!("../deploy/compose/edge-eu.toml")).unwrap();
+        let edge_us: Settings =
+            toml::from_str(include_str!("../deploy/compose/edge-us.toml")).unwrap();
+        let origin: Settings =
+            toml::from_str(include_str!("../deploy/compose/origin.toml")).unwrap();
+        assert_ne!(edge_eu.edge.id, edge_us.edge.id);
+        assert_ne!(edge_eu.region, edge_us.region);
+        assert_eq!(origin.origin.mesh_public.as_deref(), Some("origin:4444"));
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         assert!(toml::from_str::<Settings>("datadir = \"x\"").is_err());
     }
