@@ -23,6 +23,9 @@ pub struct Settings {
     /// Secret that signs access tokens (at least 32 bytes). Generated into
     /// the data directory when unset.
     pub token_secret: Option<String>,
+    /// Secrets tokens were signed with before `token_secret` replaced them,
+    /// still accepted (not used to sign) until they are taken out.
+    pub previous_token_secrets: Vec<String>,
     /// Shared by the gateway and the services: with it the gateway vouches
     /// for the user of a request. Generated into the data directory when
     /// unset.
@@ -178,6 +181,7 @@ impl Default for Settings {
             region: "local".to_owned(),
             node_token: None,
             token_secret: None,
+            previous_token_secrets: Vec::new(),
             service_token: None,
             allow_private_destinations: None,
             control: ControlSettings::default(),
@@ -299,6 +303,15 @@ pub struct Overrides {
         hide_env_values = true
     )]
     pub token_secret: Option<String>,
+    /// Earlier token secrets still accepted, comma-separated.
+    #[arg(
+        long,
+        env = "BUILDSTREAM_PREVIOUS_TOKEN_SECRETS",
+        global = true,
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub previous_token_secrets: Option<Vec<String>>,
     /// Token with which the gateway vouches for users to the services.
     #[arg(
         long,
@@ -451,6 +464,9 @@ impl Settings {
         if o.service_token.is_some() {
             self.service_token.clone_from(&o.service_token);
         }
+        if let Some(v) = &o.previous_token_secrets {
+            self.previous_token_secrets.clone_from(v);
+        }
         if let Some(v) = o.http_listen {
             self.gateway.listen = v;
         }
@@ -566,6 +582,7 @@ impl Settings {
             write_private(&path, &toml::to_string(&generated)?)?;
         }
         Ok(Secrets {
+            previous_token_secrets: self.previous_token_secrets.clone(),
             node_token: self.node_token.clone().unwrap_or(generated.node_token),
             token_secret: self.token_secret.clone().unwrap_or(generated.token_secret),
             service_token: self
@@ -604,14 +621,33 @@ pub struct Secrets {
     /// The gateway's token to the services.
     #[serde(default)]
     pub service_token: String,
+    /// Earlier token secrets still accepted; configured, never stored.
+    #[serde(skip)]
+    pub previous_token_secrets: Vec<String>,
 }
 
 impl Secrets {
+    /// The keys that sign and check tokens: the token secret, and the
+    /// previous ones still accepted.
+    pub fn token_keys(&self) -> anyhow::Result<buildstream_service::TokenKeys> {
+        let previous: Vec<&[u8]> = self
+            .previous_token_secrets
+            .iter()
+            .map(|s| s.as_bytes())
+            .filter(|s| !s.is_empty())
+            .collect();
+        Ok(
+            buildstream_service::TokenKeys::from_secret(self.token_secret.as_bytes())?
+                .accepting_previous(&previous)?,
+        )
+    }
+
     fn generate() -> Self {
         Self {
             node_token: random_hex(32),
             token_secret: random_hex(32),
             service_token: random_hex(32),
+            previous_token_secrets: Vec::new(),
         }
     }
 }

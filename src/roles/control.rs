@@ -23,7 +23,7 @@ use buildstream_gateway::{
     BreakerPolicy, DiscoveryTimings, Gateway, Limit, RateLimits, ServiceSource, MAX_BODY_BYTES,
 };
 use buildstream_service::http::Limits;
-use buildstream_service::{ApiError, NodeToken, TokenKeys};
+use buildstream_service::{ApiError, NodeToken};
 use buildstream_studio::{StudioService, StudioSettings};
 use buildstream_user::UserService;
 use clap::ValueEnum;
@@ -146,7 +146,7 @@ async fn gateway(
     tasks: &mut JoinSet<()>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let keys = TokenKeys::from_secret(secrets.token_secret.as_bytes())?;
+    let keys = secrets.token_keys()?;
     let config = &settings.gateway;
     let gateway_settings = buildstream_gateway::GatewaySettings {
         services,
@@ -251,7 +251,8 @@ async fn service_router(
     cancel: CancellationToken,
 ) -> anyhow::Result<Router> {
     let events = EventSender::start(bus.clone());
-    let keys = TokenKeys::from_secret(secrets.token_secret.as_bytes())?
+    let keys = secrets
+        .token_keys()?
         .trusting_gateway(NodeToken::new(&secrets.service_token));
     let router = match service {
         Service::User => {

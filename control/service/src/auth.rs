@@ -77,44 +77,70 @@ pub struct TokenKeys {
 }
 
 struct Keys {
+    /// The `kid` new tokens carry.
+    signing_id: String,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// Every key tokens are accepted from, the signing one first.
+    verifying: Vec<(String, DecodingKey)>,
     /// The gateway's token, when requests may come through one.
     gateway: Option<NodeToken>,
 }
 
 impl TokenKeys {
-    /// Keys from a shared secret of at least 32 bytes.
+    /// Keys from a shared secret of at least 32 bytes. Tokens are signed
+    /// with it and carry its key id (`kid`): a digest of the secret, so that
+    /// every service given the secret names it alike.
     pub fn from_secret(secret: &[u8]) -> Result<Self, WeakSecret> {
-        if secret.len() < MIN_SECRET_BYTES {
-            return Err(WeakSecret);
-        }
-        let (Ok(encoding), Ok(decoding)) = (
-            EncodingKey::from_secret(secret),
-            DecodingKey::from_secret(secret),
-        ) else {
+        let (Ok(encoding), Some(decoding)) = (EncodingKey::from_secret(secret), decoding(secret))
+        else {
             return Err(WeakSecret);
         };
+        let signing_id = key_id(secret);
         Ok(Self {
             inner: Arc::new(Keys {
+                verifying: vec![(signing_id.clone(), decoding)],
+                signing_id,
                 encoding,
-                decoding,
                 gateway: None,
             }),
         })
     }
 
+    /// The same keys, also accepting tokens signed with `previous` secrets:
+    /// how a secret is rotated without signing everyone out. Tokens signed
+    /// with a secret no longer listed are refused.
+    pub fn accepting_previous(self, previous: &[&[u8]]) -> Result<Self, WeakSecret> {
+        let mut verifying = self.inner.verifying.clone();
+        for secret in previous {
+            let key = decoding(secret).ok_or(WeakSecret)?;
+            let id = key_id(secret);
+            if !verifying.iter().any(|(known, _)| *known == id) {
+                verifying.push((id, key));
+            }
+        }
+        Ok(self.rebuilt(verifying, self.inner.gateway.clone()))
+    }
+
     /// The same keys, also believing a gateway that presents `token` about
     /// who the caller is, without checking the access token again.
     pub fn trusting_gateway(self, token: NodeToken) -> Self {
-        let keys = &self.inner;
+        self.rebuilt(self.inner.verifying.clone(), Some(token))
+    }
+
+    fn rebuilt(&self, verifying: Vec<(String, DecodingKey)>, gateway: Option<NodeToken>) -> Self {
         Self {
             inner: Arc::new(Keys {
-                encoding: keys.encoding.clone(),
-                decoding: keys.decoding.clone(),
-                gateway: Some(token),
+                signing_id: self.inner.signing_id.clone(),
+                encoding: self.inner.encoding.clone(),
+                verifying,
+                gateway,
             }),
         }
+    }
+
+    /// The key id new tokens carry.
+    pub fn key_id(&self) -> &str {
+        &self.inner.signing_id
     }
 
     /// The user a trusted gateway vouches for in these headers.
@@ -131,18 +157,12 @@ impl TokenKeys {
     /// Signs a new access token for `user_id`.
     pub fn issue(&self, user_id: &str) -> Result<String, ApiError> {
         let now = unix_now();
-        let claims = AccessClaims {
+        self.sign(&AccessClaims {
             sub: user_id.to_owned(),
             iat: now,
             exp: now + ACCESS_TOKEN_TTL.as_secs(),
             typ: "access".to_owned(),
-        };
-        jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &self.inner.encoding,
-        )
-        .map_err(|err| ApiError::internal(format!("signing token: {err}")))
+        })
     }
 
     /// Signs a studio token for `sub` in `studio` as `role` (with a
@@ -156,7 +176,7 @@ impl TokenKeys {
         ttl: Duration,
     ) -> Result<String, ApiError> {
         let now = unix_now();
-        let claims = StudioClaims {
+        self.sign(&StudioClaims {
             sub: sub.to_owned(),
             studio: studio.to_owned(),
             role: role.to_owned(),
@@ -164,50 +184,83 @@ impl TokenKeys {
             iat: now,
             exp: now + ttl.as_secs(),
             typ: "studio".to_owned(),
-        };
-        jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &self.inner.encoding,
-        )
-        .map_err(|err| ApiError::internal(format!("signing token: {err}")))
+        })
+    }
+
+    fn sign(&self, claims: &impl Serialize) -> Result<String, ApiError> {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.inner.signing_id.clone());
+        jsonwebtoken::encode(&header, claims, &self.inner.encoding)
+            .map_err(|err| ApiError::internal(format!("signing token: {err}")))
     }
 
     /// Verifies a studio token and returns its claims.
     pub fn verify_studio(&self, token: &str) -> Result<StudioClaims, ApiError> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = LEEWAY_SECS;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<StudioClaims>(token, &self.inner.decoding, &validation)
-            .map_err(|err| match err.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                ApiError::unauthorized("studio token expired")
-            }
-            _ => ApiError::unauthorized("invalid studio token"),
-        })?;
-        if data.claims.typ != "studio" {
+        let claims: StudioClaims = self.decode(token, "studio token")?;
+        if claims.typ != "studio" {
             return Err(ApiError::unauthorized("not a studio token"));
         }
-        Ok(data.claims)
+        Ok(claims)
     }
 
     /// Verifies an access token and returns its claims.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, ApiError> {
+        let claims: AccessClaims = self.decode(token, "access token")?;
+        if claims.typ != "access" {
+            return Err(ApiError::unauthorized("not an access token"));
+        }
+        Ok(claims)
+    }
+
+    /// Checks signature (HS256 only, with the key its `kid` names; the
+    /// signing key when it names none), expiry with [`LEEWAY_SECS`] of
+    /// clock skew, and the claims' shape.
+    fn decode<C: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        what: &str,
+    ) -> Result<C, ApiError> {
+        let invalid = || ApiError::unauthorized(format!("invalid {what}"));
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
+        let key = match &header.kid {
+            Some(kid) => self
+                .inner
+                .verifying
+                .iter()
+                .find(|(id, _)| id == kid)
+                .map(|(_, key)| key)
+                .ok_or_else(|| {
+                    ApiError::unauthorized(format!("{what} signed with an unknown key"))
+                })?,
+            None => &self.inner.verifying[0].1,
+        };
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECS;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.inner.decoding, &validation)
-            .map_err(|err| match err.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                ApiError::unauthorized("access token expired")
-            }
-            _ => ApiError::unauthorized("invalid access token"),
-        })?;
-        if data.claims.typ != "access" {
-            return Err(ApiError::unauthorized("not an access token"));
-        }
+        let data =
+            jsonwebtoken::decode::<C>(token, key, &validation).map_err(|err| match err.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    ApiError::unauthorized(format!("{what} expired"))
+                }
+                _ => invalid(),
+            })?;
         Ok(data.claims)
     }
+}
+
+fn decoding(secret: &[u8]) -> Option<DecodingKey> {
+    if secret.len() < MIN_SECRET_BYTES {
+        return None;
+    }
+    DecodingKey::from_secret(secret).ok()
+}
+
+/// A secret's key id: the start of its SHA-256, which names it without
+/// revealing anything of it.
+fn key_id(secret: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(secret);
+    format!("k{}", hex::encode(&digest[..6]))
 }
 
 /// The authenticated user of a request.
@@ -342,6 +395,64 @@ mod tests {
         // {"alg":"none"} header with valid-looking claims and no signature.
         let token = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1XzEiLCJpYXQiOjEsImV4cCI6OTk5OTk5OTk5OSwidHlwIjoiYWNjZXNzIn0.";
         assert!(keys.verify(token).is_err());
+    }
+
+    #[test]
+    fn tokens_name_their_key_and_rotated_secrets_keep_working_while_listed() {
+        let old_secret = b"the secret we are rotating away!";
+        let new_secret = b"the secret we are rotating to!!!";
+        let old = TokenKeys::from_secret(old_secret).unwrap();
+        let issued_before = old.issue("u_1").unwrap();
+        let header = jsonwebtoken::decode_header(&issued_before).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(old.key_id()));
+
+        let rotated = TokenKeys::from_secret(new_secret)
+            .unwrap()
+            .accepting_previous(&[old_secret])
+            .unwrap();
+        assert_eq!(rotated.verify(&issued_before).unwrap().sub, "u_1");
+        let issued_after = rotated.issue("u_2").unwrap();
+        assert_ne!(
+            jsonwebtoken::decode_header(&issued_after).unwrap().kid,
+            header.kid
+        );
+        assert!(
+            old.verify(&issued_after).is_err(),
+            "the old key does not know the new one"
+        );
+
+        // Once the old secret is dropped, its tokens are refused.
+        let only_new = TokenKeys::from_secret(new_secret).unwrap();
+        let refused = only_new.verify(&issued_before).unwrap_err();
+        assert!(
+            refused.message.contains("unknown key"),
+            "{}",
+            refused.message
+        );
+        assert!(TokenKeys::from_secret(new_secret)
+            .unwrap()
+            .accepting_previous(&[b"short"])
+            .is_err());
+    }
+
+    #[test]
+    fn a_token_claiming_another_algorithm_is_refused_even_with_the_right_secret() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let keys = TokenKeys::from_secret(secret).unwrap();
+        let claims = AccessClaims {
+            sub: "u_1".into(),
+            iat: 1,
+            exp: unix_now() + 60,
+            typ: "access".into(),
+        };
+        for algorithm in [Algorithm::HS384, Algorithm::HS512] {
+            let mut header = Header::new(algorithm);
+            header.kid = Some(keys.key_id().to_owned());
+            let token =
+                jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret).unwrap())
+                    .unwrap();
+            assert!(keys.verify(&token).is_err(), "{algorithm:?}");
+        }
     }
 
     #[test]
