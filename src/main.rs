@@ -68,6 +68,8 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     let secrets = settings.secrets()?;
+    // Installed before anything records a metric.
+    buildstream_service::telemetry::metrics();
     let cancel = CancellationToken::new();
     tokio::spawn(shutdown_on_signal(cancel.clone()));
     match command {
@@ -109,9 +111,22 @@ async fn shutdown_on_signal(cancel: CancellationToken) {
 /// the mesh code logs what matters of them itself.
 const DEFAULT_LOG: &str = "info,moq_transport=error,moq_transport::serve::error=off";
 
+/// Logs as text, or as one JSON object a line with
+/// `BUILDSTREAM_LOG_FORMAT=json` (for log collectors: each line carries
+/// its spans, so a request's lines carry its `request_id` and `trace_id`).
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BUILDSTREAM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
+    let json = std::env::var("BUILDSTREAM_LOG_FORMAT").is_ok_and(|f| f == "json");
+    if json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_env_filter(filter)
+            .init();
+        return;
+    }
     // Colours only for a person at a terminal, not in files and journals.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt()

@@ -275,6 +275,64 @@ async fn search_follows_events_sign_in_is_limited_and_foreign_tokens_are_refused
     let base = plane.gateway_url.clone();
     let api = Api::sign_up(&base).await;
 
+    // A caller's trace goes on through the gateway and the service into
+    // the event the request causes, and the request id comes back.
+    let bus = buildstream_backend::bus::open(Some(&amqp_url()))
+        .await
+        .unwrap();
+    let queue = unique_name("test.traced.");
+    let mut events = bus.subscribe(&queue, &["studio.created"]).await.unwrap();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/v1/studios"))
+        .bearer_auth(&api.token)
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .header("x-request-id", "test-request-1")
+        .json(&json!({"name": "Traced"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["x-request-id"], "test-request-1");
+    let delivery = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("studio.created within 10 s")
+        .unwrap();
+    let traceparent = delivery
+        .event
+        .traceparent
+        .clone()
+        .expect("the event carries a trace");
+    assert!(traceparent.contains(trace_id), "{traceparent}");
+    delivery.ack().await.unwrap();
+    drop(events);
+    buildstream_backend::testing::delete_amqp_queues(&[&queue]).await;
+
+    // Every service and the gateway count their requests for Prometheus.
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("http_requests_total{service=\"gateway\""),
+        "{metrics}"
+    );
+    let metrics = reqwest::get(format!(
+        "http://127.0.0.1:{}/metrics",
+        plane.studio_ports[0]
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        metrics.contains("http_requests_total{service=\"studio\""),
+        "{metrics}"
+    );
+
     // A studio created through the gateway is found by a misspelt word, on
     // whichever studio instance answers; how long that takes is the events'
     // end-to-end delay: publish, RabbitMQ, index.
@@ -372,4 +430,72 @@ async fn search_follows_events_sign_in_is_limited_and_foreign_tokens_are_refused
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
+}
+
+/// Requests per second and latency through the gateway against straight
+/// to a service, in one run. A measurement, not a check: run it with
+/// `cargo test --release --test control_plane gateway_overhead -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement; run by hand"]
+async fn gateway_overhead() {
+    init();
+    let plane = ControlPlane::start().await;
+    plane.dns.set(STUDIO_SRV, &plane.studio_ports);
+    wait_http_ok(
+        &format!("{}/readyz", plane.gateway_url),
+        Duration::from_secs(90),
+    )
+    .await;
+    for port in plane.studio_ports.into_iter().chain(plane.user_ports) {
+        plane
+            .wait_instance(port, "healthy", |i| i["healthy"] == true)
+            .await;
+    }
+    let api = Api::sign_up(&plane.gateway_url).await;
+    let direct = format!("http://127.0.0.1:{}", plane.user_ports[0]);
+    for (label, base) in [
+        ("through the gateway", plane.gateway_url.clone()),
+        ("straight to a user instance", direct),
+    ] {
+        let (rps, p50, p99) = measure(&base, &api.token, 16, Duration::from_secs(10)).await;
+        eprintln!("GET /api/v1/users/me {label}: {rps:.0} requests/s, p50 {p50:?}, p99 {p99:?}");
+    }
+}
+
+async fn measure(
+    base: &str,
+    token: &str,
+    clients: usize,
+    length: Duration,
+) -> (f64, Duration, Duration) {
+    let deadline = Instant::now() + length;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (base, token) = (base.to_owned(), token.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let started = Instant::now();
+                let response = http
+                    .get(format!("{base}/api/v1/users/me"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(response.status().is_success());
+                let _ = response.bytes().await;
+                latencies.push(started.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    latencies.sort();
+    let rps = latencies.len() as f64 / length.as_secs_f64();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    (rps, at(0.5), at(0.99))
 }

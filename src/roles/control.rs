@@ -8,13 +8,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use buildstream_backend::search::TantivyIndex;
@@ -23,14 +22,13 @@ use buildstream_gateway::{
     BreakerPolicy, DiscoveryTimings, Gateway, Limit, RateLimits, ServiceSource, MAX_BODY_BYTES,
 };
 use buildstream_service::http::Limits;
-use buildstream_service::{ApiError, NodeToken};
+use buildstream_service::{telemetry, ApiError, NodeToken};
 use buildstream_studio::{StudioService, StudioSettings};
 use buildstream_user::UserService;
 use clap::ValueEnum;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::config::{Secrets, Settings};
 
@@ -188,8 +186,12 @@ async fn gateway(
     let web = Router::new().fallback(move |request: Request| web.clone().serve(request));
     let router = gateway
         .router(web)
+        .route("/metrics", get(telemetry::metrics_endpoint))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(request_span));
+        .layer(axum::middleware::from_fn_with_state(
+            "gateway",
+            telemetry::request_context,
+        ));
     let listener = bind(settings.gateway.listen, "gateway").await?;
     serve(listener, router, "gateway", cancel).await
 }
@@ -265,7 +267,7 @@ async fn service_router(
                 .await
                 .context("migrating user database")?;
             let ready = users.clone();
-            with_health(users.router(), move || {
+            with_health(users.router(), "user", move || {
                 let users = ready.clone();
                 async move { users.ready().await }
             })
@@ -298,7 +300,7 @@ async fn service_router(
             .context("migrating studio database")?;
             tokio::spawn(studios.clone().run_indexer(bus, cancel));
             let ready = studios.clone();
-            with_health(studios.router(), move || {
+            with_health(studios.router(), "studio", move || {
                 let studios = ready.clone();
                 async move { studios.ready().await }
             })
@@ -308,9 +310,9 @@ async fn service_router(
 }
 
 /// `router` with `/healthz` (the process answers), `/readyz` (its backends
-/// answer too), JSON errors for unknown routes and methods, the body limit
-/// and a span per request.
-fn with_health<F, Fut>(router: Router, ready: F) -> Router
+/// answer too), `/metrics`, JSON errors for unknown routes and methods, the
+/// body limit, and the request context (id, trace, span, metrics).
+fn with_health<F, Fut>(router: Router, service: &'static str, ready: F) -> Router
 where
     F: Fn() -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send,
@@ -331,10 +333,14 @@ where
                 }
             }),
         )
+        .route("/metrics", get(telemetry::metrics_endpoint))
         .fallback(ApiError::no_route)
         .method_not_allowed_fallback(ApiError::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(request_span))
+        .layer(axum::middleware::from_fn_with_state(
+            service,
+            telemetry::request_context,
+        ))
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
@@ -359,28 +365,4 @@ async fn serve(
     )
     .await
     .with_context(|| format!("serving {what}"))
-}
-
-/// A span per request with method and matched route; one debug line with
-/// status and latency when it completes.
-async fn request_span(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| request.uri().path().to_owned());
-    let span = tracing::debug_span!("request", %method, route = %route);
-    let started = Instant::now();
-    async move {
-        let response = next.run(request).await;
-        tracing::debug!(
-            status = response.status().as_u16(),
-            ms = started.elapsed().as_millis() as u64,
-            "request done"
-        );
-        response
-    }
-    .instrument(span)
-    .await
 }

@@ -204,7 +204,11 @@ pub async fn run(
         .merge(buildstream_edge::room::router(
             webrtc.clone(),
             ControlRoom(control.clone()),
-        ));
+        ))
+        .route(
+            "/metrics",
+            axum::routing::get(buildstream_service::telemetry::metrics_endpoint),
+        );
     let http = tokio::spawn(buildstream_service::http::serve(
         http_listener,
         app,

@@ -69,9 +69,17 @@ pub async fn run(
     };
     let broadcasts = Broadcasts::new(sources, config).context("starting the origin")?;
     let token = NodeToken::new(&secrets.node_token);
-    let app = buildstream_origin::broadcast::router(broadcasts.clone()).layer(
-        axum::middleware::from_fn_with_state(token, require_node_token),
-    );
+    // Metrics are outside the node token: what a Prometheus on the
+    // internal network scrapes, like every other node's.
+    let app = buildstream_origin::broadcast::router(broadcasts.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            token,
+            require_node_token,
+        ))
+        .route(
+            "/metrics",
+            axum::routing::get(buildstream_service::telemetry::metrics_endpoint),
+        );
 
     let listener = TcpListener::bind(origin.listen)
         .await

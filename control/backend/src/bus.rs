@@ -294,6 +294,9 @@ impl EventSender {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(30));
                 }
+                metrics::gauge!("events_waiting").decrement(1.0);
+                metrics::counter!("events_published_total", "kind" => event.kind.clone())
+                    .increment(1);
             }
         });
         Self { queue }
@@ -301,8 +304,9 @@ impl EventSender {
 
     /// Hands `event` over for publishing.
     pub fn send(&self, event: Event) {
-        if let Err(err) = self.queue.try_send(event) {
-            tracing::error!(error = %err, "event queue full; event dropped");
+        match self.queue.try_send(event) {
+            Ok(()) => metrics::gauge!("events_waiting").increment(1.0),
+            Err(err) => tracing::error!(error = %err, "event queue full; event dropped"),
         }
     }
 }

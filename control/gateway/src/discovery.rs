@@ -177,6 +177,9 @@ async fn check_health(pool: &Pool, client: &HttpClient, timeout: Duration) {
         async move {
             let ready = crate::proxy::probe(&client, &format!("{}/readyz", instance.url), timeout)
                 .await;
+            metrics::gauge!("gateway_instance_healthy", "service" => pool.service.clone(),
+                "instance" => instance.url.clone())
+            .set(if ready { 1.0 } else { 0.0 });
             if instance.set_healthy(ready) {
                 if ready {
                     tracing::info!(service = %pool.service, instance = %instance.url, "instance healthy");

@@ -135,6 +135,14 @@ pub async fn forward(
                 (Failure::Timeout, idempotent)
             }
         };
+        let outcome = match &failure {
+            Failure::Status(_) => "bad_status",
+            Failure::Transport => "unreachable",
+            Failure::Timeout => "timeout",
+        };
+        metrics::counter!("gateway_upstream_failures_total", "service" => pool.service.clone(),
+            "outcome" => outcome)
+        .increment(1);
         last_failure = Some(failure);
         if !retry {
             break;
@@ -150,6 +158,16 @@ enum Failure {
 }
 
 fn report(pool: &Pool, instance: &Instance, change: Option<BreakerState>) {
+    if let Some(state) = change {
+        let value = match state {
+            BreakerState::Closed => 0.0,
+            BreakerState::Open => 1.0,
+            BreakerState::HalfOpen => 2.0,
+        };
+        metrics::gauge!("gateway_breaker_state", "service" => pool.service.clone(),
+            "instance" => instance.url.clone())
+        .set(value);
+    }
     match change {
         Some(BreakerState::Open) => {
             tracing::warn!(service = %pool.service, instance = %instance.url, "breaker opened")

@@ -9,6 +9,7 @@ pub mod http;
 pub mod id;
 pub mod json;
 pub mod secret;
+pub mod telemetry;
 pub mod text;
 
 pub use auth::{AccessClaims, NodeAuth, NodeToken, StudioClaims, TokenKeys, UserAuth, WeakSecret};

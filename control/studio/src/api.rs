@@ -4,7 +4,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use buildstream_backend::Event;
 use buildstream_service::{secret, text, ApiError, ApiJson, ApiPath, ApiQuery, NodeAuth, UserAuth};
 use serde::{Deserialize, Serialize};
 
@@ -275,8 +274,8 @@ async fn update_studio(
 }
 
 /// An event about a studio, carrying what others index of it.
-fn studio_event(kind: &str, row: &StudioRow) -> Event {
-    Event::new(
+fn studio_event(kind: &str, row: &StudioRow) -> buildstream_backend::Event {
+    buildstream_service::telemetry::event(
         kind,
         serde_json::json!({
             "studio_id": row.id,
@@ -823,7 +822,7 @@ async fn start_broadcast(
         });
         return Err(err);
     }
-    service.events.send(Event::new(
+    service.events.send(buildstream_service::telemetry::event(
         "broadcast.started",
         serde_json::json!({"studio_id": id, "owner_id": auth.user_id, "origin_id": broadcast.origin_id}),
     ));
@@ -916,7 +915,7 @@ async fn stop_broadcast(
     };
     let confirmed = service.origins.stop(&broadcast.origin_url, &id).await;
     service.store.delete_broadcast(&id).await?;
-    service.events.send(Event::new(
+    service.events.send(buildstream_service::telemetry::event(
         "broadcast.stopped",
         serde_json::json!({"studio_id": id, "owner_id": auth.user_id}),
     ));

@@ -16,7 +16,7 @@ use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use buildstream_backend::{Database, DbError, Event, EventSender, Migrations, SharedCache};
+use buildstream_backend::{Database, DbError, EventSender, Migrations, SharedCache};
 use buildstream_service::auth::ACCESS_TOKEN_TTL;
 use buildstream_service::{ApiError, ApiJson, TokenKeys, UserAuth};
 use serde::{Deserialize, Serialize};
@@ -173,7 +173,7 @@ async fn register(
     }
     let hash = password::hash(body.password).await?;
     let user = service.users.create(email, &hash, display_name).await?;
-    service.events.send(Event::new(
+    service.events.send(buildstream_service::telemetry::event(
         "user.registered",
         serde_json::json!({"user_id": user.id, "display_name": user.display_name}),
     ));
