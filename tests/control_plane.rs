@@ -94,6 +94,24 @@ impl ControlPlane {
         plane
     }
 
+    /// Started, with both studio instances in DNS and every instance
+    /// healthy at the gateway.
+    async fn start_ready() -> Self {
+        let plane = Self::start().await;
+        plane.dns.set(STUDIO_SRV, &plane.studio_ports);
+        wait_http_ok(
+            &format!("{}/readyz", plane.gateway_url),
+            Duration::from_secs(90),
+        )
+        .await;
+        for port in plane.studio_ports.into_iter().chain(plane.user_ports) {
+            plane
+                .wait_instance(port, "healthy", |i| i["healthy"] == true)
+                .await;
+        }
+        plane
+    }
+
     fn start_instance(&mut self, service: &str, i: usize) {
         let (port, slot, variable) = match service {
             "user" => (
@@ -260,18 +278,7 @@ async fn requests_keep_succeeding_while_instances_stop_and_return() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn search_follows_events_sign_in_is_limited_and_foreign_tokens_are_refused() {
     init();
-    let plane = ControlPlane::start().await;
-    plane.dns.set(STUDIO_SRV, &plane.studio_ports);
-    wait_http_ok(
-        &format!("{}/readyz", plane.gateway_url),
-        Duration::from_secs(90),
-    )
-    .await;
-    for port in plane.studio_ports.into_iter().chain(plane.user_ports) {
-        plane
-            .wait_instance(port, "healthy", |i| i["healthy"] == true)
-            .await;
-    }
+    let plane = ControlPlane::start_ready().await;
     let base = plane.gateway_url.clone();
     let api = Api::sign_up(&base).await;
 
@@ -439,18 +446,7 @@ async fn search_follows_events_sign_in_is_limited_and_foreign_tokens_are_refused
 #[ignore = "a measurement; run by hand"]
 async fn gateway_overhead() {
     init();
-    let plane = ControlPlane::start().await;
-    plane.dns.set(STUDIO_SRV, &plane.studio_ports);
-    wait_http_ok(
-        &format!("{}/readyz", plane.gateway_url),
-        Duration::from_secs(90),
-    )
-    .await;
-    for port in plane.studio_ports.into_iter().chain(plane.user_ports) {
-        plane
-            .wait_instance(port, "healthy", |i| i["healthy"] == true)
-            .await;
-    }
+    let plane = ControlPlane::start_ready().await;
     let api = Api::sign_up(&plane.gateway_url).await;
     let direct = format!("http://127.0.0.1:{}", plane.user_ports[0]);
     for (label, base) in [
