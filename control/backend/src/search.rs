@@ -110,6 +110,9 @@ pub trait StudioIndex: Send + Sync {
     async fn set_live(&self, studio_id: &str, live: bool) -> Result<(), SearchError>;
     /// Removes a studio.
     async fn remove(&self, studio_id: &str) -> Result<(), SearchError>;
+    /// Makes the index hold exactly `docs`, live states as given: a
+    /// rebuild from the database, written at once.
+    async fn replace_all(&self, docs: Vec<StudioDoc>) -> Result<(), SearchError>;
     /// Runs a search.
     async fn search(&self, query: &StudioQuery) -> Result<SearchPage, SearchError>;
 }
@@ -188,30 +191,40 @@ impl TantivyIndex {
     }
 
     fn write(&self, doc: Option<&StudioDoc>, studio_id: &str) -> Result<(), SearchError> {
-        let f = self.fields;
-        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        writer.delete_term(Term::from_field_text(f.studio_id, studio_id));
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        writer.delete_term(Term::from_field_text(self.fields.studio_id, studio_id));
         if let Some(doc) = doc {
-            let mut indexed = TantivyDocument::default();
-            indexed.add_text(f.studio_id, &doc.studio_id);
-            indexed.add_text(f.owner_id, &doc.owner_id);
-            indexed.add_text(f.name, &doc.name);
-            indexed.add_text(f.description, &doc.description);
-            for tag in &doc.tags {
-                indexed.add_text(f.tags, tag.to_lowercase());
-            }
-            indexed.add_u64(f.live, u64::from(doc.live));
-            indexed.add_u64(f.created_at, doc.created_at_ms);
-            let json = serde_json::to_string(doc).unwrap_or_default();
-            indexed.add_text(f.doc, json);
-            writer.add_document(indexed)?;
+            writer.add_document(self.document(doc))?;
         }
         // Small, frequent commits: a studio is searchable as soon as its
         // event is handled.
+        self.commit(writer)
+    }
+
+    fn commit(
+        &self,
+        mut writer: std::sync::MutexGuard<'_, IndexWriter>,
+    ) -> Result<(), SearchError> {
         writer.commit()?;
         drop(writer);
         self.reader.reload()?;
         Ok(())
+    }
+
+    fn document(&self, doc: &StudioDoc) -> TantivyDocument {
+        let f = self.fields;
+        let mut indexed = TantivyDocument::default();
+        indexed.add_text(f.studio_id, &doc.studio_id);
+        indexed.add_text(f.owner_id, &doc.owner_id);
+        indexed.add_text(f.name, &doc.name);
+        indexed.add_text(f.description, &doc.description);
+        for tag in &doc.tags {
+            indexed.add_text(f.tags, tag.to_lowercase());
+        }
+        indexed.add_u64(f.live, u64::from(doc.live));
+        indexed.add_u64(f.created_at, doc.created_at_ms);
+        indexed.add_text(f.doc, serde_json::to_string(doc).unwrap_or_default());
+        indexed
     }
 
     fn query(&self, query: &StudioQuery) -> Box<dyn Query> {
@@ -340,6 +353,15 @@ impl StudioIndex for TantivyIndex {
 
     async fn remove(&self, studio_id: &str) -> Result<(), SearchError> {
         self.write(None, studio_id)
+    }
+
+    async fn replace_all(&self, docs: Vec<StudioDoc>) -> Result<(), SearchError> {
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        writer.delete_all_documents()?;
+        for doc in &docs {
+            writer.add_document(self.document(doc))?;
+        }
+        self.commit(writer)
     }
 
     async fn search(&self, query: &StudioQuery) -> Result<SearchPage, SearchError> {

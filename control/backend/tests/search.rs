@@ -211,3 +211,35 @@ async fn an_index_in_a_directory_survives_reopening() {
     assert_eq!(ids(&index.search(&query("kept")).await.unwrap()), ["st_9"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_rebuild_replaces_everything_with_the_live_states_given() {
+    let index = filled().await;
+    index.set_live("st_1", true).await.unwrap();
+    let mut kept = studio("st_2", "u_a", "Evening Podcast", "", &[], 2_000);
+    kept.live = true;
+    index
+        .replace_all(vec![
+            kept,
+            studio("st_6", "u_a", "New Studio", "", &[], 6_000),
+        ])
+        .await
+        .unwrap();
+    let all = index
+        .search(&StudioQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&all), ["st_6", "st_2"]);
+    let live = index
+        .search(&StudioQuery {
+            live: Some(true),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&live), ["st_2"]);
+}

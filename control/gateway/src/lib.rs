@@ -84,7 +84,8 @@ struct Inner {
     client: proxy::HttpClient,
     policy: ProxyPolicy,
     keys: TokenKeys,
-    service_token: NodeToken,
+    /// The service token, as the header value it is sent in.
+    service_token: HeaderValue,
     limiter: limits::RateLimiter,
 }
 
@@ -99,6 +100,8 @@ impl Gateway {
         tasks: &mut JoinSet<()>,
         cancel: CancellationToken,
     ) -> Result<Self, String> {
+        let service_token = HeaderValue::from_str(service_token.expose())
+            .map_err(|_| "the service token is not a valid header value".to_owned())?;
         let resolver = Arc::new(discovery::resolver(settings.name_server)?);
         let client = proxy::client();
         let mut pools = HashMap::new();
@@ -190,14 +193,11 @@ async fn route(
     if let Err(refused) = inner.limiter.check(class, user.as_deref(), peer.ip()).await {
         return refused.into_response();
     }
-    if let Some(user) = &user {
-        if let (Ok(user), Ok(token)) = (
-            HeaderValue::from_str(user),
-            HeaderValue::from_str(inner.service_token.expose()),
-        ) {
-            parts.headers.insert(USER_HEADER, user);
-            parts.headers.insert(GATEWAY_TOKEN_HEADER, token);
-        }
+    if let Some(user) = user.as_deref().and_then(|u| HeaderValue::from_str(u).ok()) {
+        parts.headers.insert(USER_HEADER, user);
+        parts
+            .headers
+            .insert(GATEWAY_TOKEN_HEADER, inner.service_token.clone());
     }
 
     let body = match read_body(body).await {

@@ -96,6 +96,19 @@ impl Rooms {
         Ok(self.participants(studio).await?.remove(sub))
     }
 
+    /// A participant by their public participant id, with their subject.
+    pub async fn by_participant_id(
+        &self,
+        studio: &str,
+        participant: &str,
+    ) -> Result<Option<(String, Participant)>, ApiError> {
+        Ok(self
+            .participants(studio)
+            .await?
+            .into_iter()
+            .find(|(_, p)| p.profile.id == participant))
+    }
+
     /// Writes a participant's profile and marks them present.
     pub async fn enter(&self, studio: &str, sub: &str, profile: &Profile) -> Result<(), ApiError> {
         let profile =

@@ -536,10 +536,8 @@ async fn admit(
     host_only(&caller(&service, &headers, &id).await?)?;
     let (sub, p) = service
         .rooms
-        .participants(&id)
+        .by_participant_id(&id, &participant)
         .await?
-        .into_iter()
-        .find(|(_, p)| p.profile.id == participant)
         .ok_or_else(|| ApiError::not_found("participant"))?;
     ensure_source(&service, &id, &p.profile.camera, "camera", &p.profile.name).await?;
     service.rooms.admit(&id, &sub).await?;
@@ -557,10 +555,8 @@ async fn remove(
     host_only(&caller(&service, &headers, &id).await?)?;
     let (sub, gone) = service
         .rooms
-        .participants(&id)
+        .by_participant_id(&id, &participant)
         .await?
-        .into_iter()
-        .find(|(_, p)| p.profile.id == participant)
         .ok_or_else(|| ApiError::not_found("participant"))?;
     if gone.profile.host {
         return Err(ApiError::invalid("host", "the host cannot be removed"));

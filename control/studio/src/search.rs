@@ -174,17 +174,18 @@ impl StudioService {
 
     async fn index_everything(&self) -> Result<(), ApiError> {
         let live = self.store.live_studio_ids().await?;
-        let rows = self.store.all_studios().await?;
-        let count = rows.len();
-        for row in rows {
-            let mut doc = doc_of_row(&row);
-            doc.live = live.contains(&row.id);
-            let live = doc.live;
-            let id = doc.studio_id.clone();
-            self.index.upsert(doc).await.map_err(search_down)?;
-            // Upserts keep a stored live state; set it as the database has it.
-            self.index.set_live(&id, live).await.map_err(search_down)?;
-        }
+        let docs: Vec<StudioDoc> = self
+            .store
+            .all_studios()
+            .await?
+            .iter()
+            .map(|row| StudioDoc {
+                live: live.contains(&row.id),
+                ..doc_of_row(row)
+            })
+            .collect();
+        let count = docs.len();
+        self.index.replace_all(docs).await.map_err(search_down)?;
         tracing::info!(studios = count, "search index rebuilt");
         Ok(())
     }
