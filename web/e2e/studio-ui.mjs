@@ -33,9 +33,10 @@ async function context(browser, label) {
 
 const browser = await launch();
 let exitCode = 0;
+const pages = {};
 try {
   // The host signs up and creates a studio.
-  const host = await context(browser, "host");
+  const host = (pages.host = await context(browser, "host"));
   await host.goto(`${app}/signup`);
   await host.getByLabel("Your name").fill("Hana Host");
   await host.getByLabel("Email").fill(`host${Date.now()}@example.com`);
@@ -60,7 +61,7 @@ try {
   say("invited", { link: invite.replace(/invite=.*/, "invite=…") });
 
   // The guest opens it, picks a name and waits.
-  const guest = await context(browser, "guest");
+  const guest = (pages.guest = await context(browser, "guest"));
   await guest.goto(invite);
   await guest.getByLabel("Display name").fill("Gus Guest");
   await guest.getByRole("button", { name: "Join studio" }).click();
@@ -115,7 +116,9 @@ try {
   // screen-share layout, large, with both speakers beside it.
   await guest.getByRole("button", { name: "Share screen" }).click();
   await guest.getByRole("button", { name: "Stop sharing" }).waitFor();
+  say("sharing");
   await host.locator("li[data-name='Gus Guest']").getByRole("button", { name: "Add screen" }).click();
+  say("screen added");
   await host.getByRole("button", { name: "Screen share" }).click();
   await host.locator("[data-testid=stage][data-layout=screen] .tile").nth(2).waitFor();
   const first = await host.locator("[data-testid=stage] .tile").first().getAttribute("data-source");
@@ -149,6 +152,25 @@ try {
   say("done");
 } catch (err) {
   console.error(`studio-ui: ${err.message}`);
+  // What each page showed when it gave up: its stage and every picture.
+  for (const [label, page] of Object.entries(pages)) {
+    const seen = await page
+      .evaluate(() => ({
+        url: location.pathname,
+        stage: document.querySelector("[data-testid=stage]")?.getAttribute("data-layout"),
+        participants: [...document.querySelectorAll("li[data-name]")].map((li) => `${li.dataset.name}:${li.dataset.state}`),
+        tiles: [...document.querySelectorAll("[data-testid=stage] .tile")].map((tile) => {
+          const v = tile.querySelector("video");
+          return {
+            source: tile.dataset.source,
+            video: v && { ready: v.readyState, width: v.videoWidth, frames: v.getVideoPlaybackQuality().totalVideoFrames },
+          };
+        }),
+        error: document.querySelector("[role=alert]")?.textContent,
+      }))
+      .catch((e) => ({ unreadable: e.message }));
+    console.error(`studio-ui: ${label} saw ${JSON.stringify(seen)}`);
+  }
   exitCode = 1;
 } finally {
   await browser.close();

@@ -321,7 +321,13 @@ impl Driver {
 
     fn resubscribe(&mut self) {
         if let Some(play) = &mut self.play {
-            play.video.subscribe(&self.tracks);
+            // A picture can start only from a keyframe; don't wait for the
+            // publisher's next regular one.
+            if play.video.subscribe(&self.tracks) && self.connected {
+                if let Some(consumer) = &play.video.consumer {
+                    consumer.request_keyframe();
+                }
+            }
             play.audio.subscribe(&self.tracks);
         }
     }
@@ -364,7 +370,7 @@ impl Driver {
             output.refuse(&frame.config, "the receiver did not negotiate this codec");
             return;
         };
-        let pts_us = frame.presentation_us().max(0) as u64;
+        let pts_us = output.outgoing_us(frame.presentation_us(), kind);
         let (time, data): (MediaTime, Vec<u8>) = match frame.config.codec {
             Codec::H264 => (
                 MediaTime::new(pts_us * 9 / 100, Frequency::NINETY_KHZ),
@@ -590,6 +596,15 @@ struct PlayedTrack {
     consumer: Option<TrackConsumer>,
     last_keyframe_request: Option<Instant>,
     refused: Option<Arc<TrackConfig>>,
+    /// Added to the track's timestamps on the way out, so that they keep
+    /// going forward when the track is replaced by a new publisher whose
+    /// clock starts again (a reload, a reconnect): a receiver that saw time
+    /// jump back would hold or drop the new frames.
+    offset_us: i64,
+    /// The last timestamp sent, microseconds.
+    last_out_us: Option<i64>,
+    /// A new track was subscribed; its first frame sets `offset_us`.
+    rebase: bool,
 }
 
 impl Playing {
@@ -608,16 +623,41 @@ impl PlayedTrack {
             consumer: None,
             last_keyframe_request: None,
             refused: None,
+            offset_us: 0,
+            last_out_us: None,
+            rebase: false,
         }
     }
 
-    fn subscribe(&mut self, tracks: &Tracks) {
+    /// Looks for the track if none is followed; true when one was found.
+    fn subscribe(&mut self, tracks: &Tracks) -> bool {
         if self.consumer.is_some() {
-            return;
+            return false;
         }
         if let Some(name) = &self.name {
             self.consumer = tracks.subscribe(name);
         }
+        self.rebase |= self.consumer.is_some();
+        self.consumer.is_some()
+    }
+
+    /// The timestamp to send for a frame presented at `pts_us` by the
+    /// current track: the first frame of a replacing track follows the
+    /// last one sent by one frame's time.
+    fn outgoing_us(&mut self, pts_us: i64, kind: MediaKind) -> u64 {
+        if std::mem::take(&mut self.rebase) {
+            let step = match kind {
+                MediaKind::Video => 33_333,
+                MediaKind::Audio => 20_000,
+            };
+            self.offset_us = match self.last_out_us {
+                Some(last) => last + step - pts_us,
+                None => 0,
+            };
+        }
+        let out = pts_us.saturating_add(self.offset_us).max(0);
+        self.last_out_us = Some(out);
+        out as u64
     }
 
     fn ask_upstream_for_keyframe(&mut self) {
@@ -647,5 +687,27 @@ impl PlayedTrack {
             );
             self.refused = Some(config.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_keep_going_forward_when_a_new_publisher_takes_over() {
+        let mut track = PlayedTrack::new(None);
+        track.rebase = true;
+        // The first publisher's clock is kept as it is.
+        assert_eq!(track.outgoing_us(30_000_000, MediaKind::Video), 30_000_000);
+        assert_eq!(track.outgoing_us(30_033_333, MediaKind::Video), 30_033_333);
+        // Its successor starts again from zero; the receiver sees one
+        // frame's time pass, then the new track's own pace.
+        track.rebase = true;
+        assert_eq!(track.outgoing_us(0, MediaKind::Video), 30_066_666);
+        assert_eq!(track.outgoing_us(40_000, MediaKind::Video), 30_106_666);
+        // A publisher whose clock is ahead is brought back to follow on too.
+        track.rebase = true;
+        assert_eq!(track.outgoing_us(90_000_000, MediaKind::Video), 30_139_999);
     }
 }

@@ -22,6 +22,13 @@ export function PreJoin({
   const [name, setName] = useState(initialName);
   const [error, setError] = useState<string | null>(null);
   const handedOver = useRef<MediaStream | null>(null);
+  const typed = useRef(false);
+
+  // A suggested name that arrives late (the account's, once loaded) fills
+  // the field only while the person has not typed one of their own.
+  useEffect(() => {
+    if (!typed.current) setName(initialName);
+  }, [initialName]);
 
   useEffect(() => {
     let stopped = false;
@@ -105,7 +112,17 @@ export function PreJoin({
         </label>
         <label>
           Display name
-          <input name="display_name" value={name} onChange={(e) => setName(e.target.value)} disabled={nameLocked} required maxLength={64} />
+          <input
+            name="display_name"
+            value={name}
+            onChange={(e) => {
+              typed.current = true;
+              setName(e.target.value);
+            }}
+            disabled={nameLocked}
+            required
+            maxLength={64}
+          />
         </label>
         {error && <p className="error" role="alert">{error}</p>}
         <button type="submit" disabled={!stream || !name.trim()}>Join studio</button>

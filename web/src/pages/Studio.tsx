@@ -41,7 +41,6 @@ export function StudioPage({ studio }: { studio: string }) {
   if (!entered) {
     return (
       <PreJoin
-        key={me ?? ""}
         title={info ? `Enter ${info.name}` : "Enter the studio"}
         initialName={localStorage.getItem("buildstream.name") ?? me ?? ""}
         onJoin={(stream, name) => {
