@@ -63,6 +63,12 @@ pub struct ControlSettings {
     /// (`amqp://user:password@host:5672/%2f`); an in-process bus, good when
     /// every service runs in one process, when unset.
     pub amqp_url: Option<String>,
+    /// Elasticsearch for studio search, shared by every studio instance
+    /// (`http://user:password@host:9200`); an index in each studio
+    /// process's memory, rebuilt at start, when unset.
+    pub elasticsearch_url: Option<String>,
+    /// The Elasticsearch index of studios.
+    pub elasticsearch_index: String,
     /// The user service.
     pub user: ServiceSettings,
     /// The studio service.
@@ -200,6 +206,8 @@ impl Default for ControlSettings {
             redis_url: None,
             redis_namespace: "buildstream:".to_owned(),
             amqp_url: None,
+            elasticsearch_url: None,
+            elasticsearch_index: "buildstream-studios".to_owned(),
             user: ServiceSettings::default(),
             studio: ServiceSettings::default(),
         }
@@ -337,6 +345,14 @@ pub struct Overrides {
         hide_env_values = true
     )]
     pub amqp_url: Option<String>,
+    /// Elasticsearch URL for studio search.
+    #[arg(
+        long,
+        env = "BUILDSTREAM_ELASTICSEARCH_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub elasticsearch_url: Option<String>,
     /// Prefix of this deployment's Redis keys.
     #[arg(long, env = "BUILDSTREAM_REDIS_NAMESPACE", global = true)]
     pub redis_namespace: Option<String>,
@@ -481,6 +497,11 @@ impl Settings {
         }
         if o.amqp_url.is_some() {
             self.control.amqp_url.clone_from(&o.amqp_url);
+        }
+        if o.elasticsearch_url.is_some() {
+            self.control
+                .elasticsearch_url
+                .clone_from(&o.elasticsearch_url);
         }
         if o.user_listen.is_some() {
             self.control.user.listen = o.user_listen;

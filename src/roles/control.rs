@@ -16,14 +16,14 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use buildstream_backend::search::TantivyIndex;
+use buildstream_backend::search::{ElasticsearchIndex, SharedIndex, TantivyIndex};
 use buildstream_backend::{bus, cache, Database, EventSender, SharedBus, SharedCache};
 use buildstream_gateway::{
     BreakerPolicy, DiscoveryTimings, Gateway, Limit, RateLimits, ServiceSource, MAX_BODY_BYTES,
 };
 use buildstream_service::http::Limits;
 use buildstream_service::{telemetry, ApiError, NodeToken};
-use buildstream_studio::{StudioService, StudioSettings};
+use buildstream_studio::{IndexFeed, StudioService, StudioSettings};
 use buildstream_user::UserService;
 use clap::ValueEnum;
 use tokio::net::TcpListener;
@@ -284,21 +284,28 @@ async fn service_router(
                 allow_private_destinations: settings.allow_private_destinations.unwrap_or(false),
             };
             let node_token = NodeToken::new(&secrets.node_token);
-            // TODO: an Elasticsearch index when one is configured; the
-            // embedded one is rebuilt from the database at every start.
-            let index = TantivyIndex::in_memory().context("creating the search index")?;
-            let studios = StudioService::new(
-                db,
-                cache,
-                events,
-                Arc::new(index),
-                keys,
-                node_token,
-                studio_settings,
-            )
-            .await
-            .context("migrating studio database")?;
-            tokio::spawn(studios.clone().run_indexer(bus, cancel));
+            let (index, feed): (SharedIndex, IndexFeed) = match &settings.control.elasticsearch_url
+            {
+                Some(url) => (
+                    Arc::new(
+                        ElasticsearchIndex::new(url, &settings.control.elasticsearch_index)
+                            .context("elasticsearch_url")?,
+                    ),
+                    IndexFeed::Shared {
+                        queue: format!("{}studio.search", settings.control.redis_namespace),
+                        cache: cache.clone(),
+                    },
+                ),
+                None => (
+                    Arc::new(TantivyIndex::in_memory().context("creating the search index")?),
+                    IndexFeed::Own,
+                ),
+            };
+            let studios =
+                StudioService::new(db, cache, events, index, keys, node_token, studio_settings)
+                    .await
+                    .context("migrating studio database")?;
+            tokio::spawn(studios.clone().run_indexer(bus, feed, cancel));
             let ready = studios.clone();
             with_health(studios.router(), "studio", move || {
                 let studios = ready.clone();

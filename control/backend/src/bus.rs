@@ -91,7 +91,10 @@ pub trait Bus: Send + Sync {
 
     /// Consumes the durable queue `queue`, bound to the kinds matching
     /// `patterns` (`studio.*`, `broadcast.#`). Events published while
-    /// nobody consumes wait in the queue once it exists.
+    /// nobody consumes wait in the queue once it exists. On RabbitMQ, of
+    /// several subscribers to one queue (instances of one service), one at
+    /// a time receives its events, in order, and another takes over when
+    /// it goes; in process they take turns.
     async fn subscribe(&self, queue: &str, patterns: &[&str]) -> Result<Subscription, BusError>;
 
     /// Consumes a queue of this subscription's own, bound to `patterns`,
@@ -675,12 +678,18 @@ impl AmqpConsumer {
             auto_delete: self.own,
             ..QueueDeclareOptions::default()
         };
+        // A durable queue is consumed by one consumer at a time, the others
+        // waiting to take over: events about one thing are handled in the
+        // order they happened, whichever instance handles them.
+        let mut arguments = FieldTable::default();
+        if !self.own {
+            arguments.insert(
+                ShortString::from("x-single-active-consumer"),
+                AMQPValue::Boolean(true),
+            );
+        }
         channel
-            .queue_declare(
-                ShortString::from(self.queue.as_str()),
-                durable,
-                FieldTable::default(),
-            )
+            .queue_declare(ShortString::from(self.queue.as_str()), durable, arguments)
             .await?;
         for pattern in &self.patterns {
             channel

@@ -2,9 +2,17 @@
 //! filters, sorting and pages. Tantivy embedded, in memory or in a
 //! directory; Elasticsearch for deployments of several instances.
 //!
+//! [`ElasticsearchIndex`] (`search/elastic.rs`) is tested against recorded
+//! request/response pairs, as no Elasticsearch server can run where the
+//! tests run.
+//!
 //! The index is fed by studio events ([`StudioIndex::upsert`] from
 //! `studio.created` and `studio.updated`, [`StudioIndex::set_live`] from
 //! `broadcast.*`), so it follows the studios with the events' delay.
+
+mod elastic;
+
+pub use elastic::ElasticsearchIndex;
 
 use std::ops::Bound;
 use std::path::Path;
@@ -99,11 +107,17 @@ pub enum SearchError {
     /// Elasticsearch refused or cannot be reached.
     #[error("elasticsearch: {0}")]
     Elasticsearch(String),
+    /// The backend's settings are wrong (an unreadable URL).
+    #[error("search settings: {0}")]
+    Config(String),
 }
 
 /// What the studio service asks of its search index.
 #[async_trait]
 pub trait StudioIndex: Send + Sync {
+    /// Gets the index ready to use (creating it where it is missing). True
+    /// when it starts empty and so must be filled from the database.
+    async fn prepare(&self) -> Result<bool, SearchError>;
     /// Adds or replaces a studio (keeping whether it is live).
     async fn upsert(&self, doc: StudioDoc) -> Result<(), SearchError>;
     /// Marks a studio live or not; unknown studios are ignored.
@@ -333,6 +347,10 @@ fn word_query(f: Fields, word: &str) -> Box<dyn Query> {
 
 #[async_trait]
 impl StudioIndex for TantivyIndex {
+    async fn prepare(&self) -> Result<bool, SearchError> {
+        Ok(self.reader.searcher().num_docs() == 0)
+    }
+
     async fn upsert(&self, mut doc: StudioDoc) -> Result<(), SearchError> {
         if let Some(stored) = self.stored(&doc.studio_id)? {
             doc.live = stored.live;

@@ -95,6 +95,8 @@ struct CreateStudio {
     #[serde(default)]
     description: String,
     #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
     output: Option<Output>,
 }
 
@@ -102,6 +104,7 @@ struct CreateStudio {
 struct UpdateStudio {
     name: Option<String>,
     description: Option<String>,
+    tags: Option<Vec<String>>,
     output: Option<Output>,
 }
 
@@ -110,6 +113,7 @@ struct StudioView {
     id: String,
     name: String,
     description: String,
+    tags: Vec<String>,
     output: Output,
     scene: Scene,
     live: bool,
@@ -120,6 +124,7 @@ struct StudioView {
 fn studio_view(row: StudioRow, live: bool) -> StudioView {
     StudioView {
         scene: row.scene(),
+        tags: row.tags(),
         output: Output {
             width: row.output_width as u32,
             height: row.output_height as u32,
@@ -172,6 +177,40 @@ fn check_description(description: &str) -> Result<String, ApiError> {
     Ok(description.trim().to_owned())
 }
 
+/// At most this many tags, each a word of at most this many letters.
+const MAX_TAGS: usize = 10;
+const MAX_TAG_CHARS: usize = 32;
+
+/// Tags are short words (letters, digits, `-`, `_`), kept lowercase and
+/// once each, in the order given; stored as a JSON array.
+fn check_tags(tags: &[String]) -> Result<String, ApiError> {
+    let mut kept: Vec<String> = Vec::new();
+    for tag in tags {
+        let tag = tag.trim().to_lowercase();
+        let valid = !tag.is_empty()
+            && tag.chars().count() <= MAX_TAG_CHARS
+            && tag
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '-' || c == '_');
+        if !valid {
+            return Err(ApiError::invalid(
+                "invalid_tags",
+                format!("each tag is 1-{MAX_TAG_CHARS} letters, digits, '-' or '_'"),
+            ));
+        }
+        if !kept.contains(&tag) {
+            kept.push(tag);
+        }
+    }
+    if kept.len() > MAX_TAGS {
+        return Err(ApiError::invalid(
+            "invalid_tags",
+            format!("at most {MAX_TAGS} tags"),
+        ));
+    }
+    serde_json::to_string(&kept).map_err(|err| ApiError::internal(err.to_string()))
+}
+
 async fn create_studio(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -187,6 +226,7 @@ async fn create_studio(
         owner_id: auth.user_id,
         name: check_name("name", &body.name, 120)?,
         description: check_description(&body.description)?,
+        tags: check_tags(&body.tags)?,
         output_width: output.width.into(),
         output_height: output.height.into(),
         output_fps: output.fps.into(),
@@ -255,6 +295,9 @@ async fn update_studio(
     if let Some(description) = body.description {
         row.description = check_description(&description)?;
     }
+    if let Some(tags) = body.tags {
+        row.tags = check_tags(&tags)?;
+    }
     if let Some(output) = body.output {
         let output = output.validate()?;
         if live {
@@ -282,6 +325,7 @@ fn studio_event(kind: &str, row: &StudioRow) -> buildstream_backend::Event {
             "owner_id": row.owner_id,
             "name": row.name,
             "description": row.description,
+            "tags": row.tags(),
             "created_at": row.created_at,
             "updated_at": row.updated_at,
         }),

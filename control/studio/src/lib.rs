@@ -25,6 +25,7 @@ use buildstream_service::{NodeToken, TokenKeys};
 
 pub use nodes::{NodeInfo, Nodes, Role};
 pub use scene::{Background, Banner, Layout, Scene};
+pub use search::IndexFeed;
 pub use store::MIGRATIONS;
 
 /// Settings of the studio service.

@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use buildstream_backend::bus::Subscription;
 use buildstream_backend::search::{SearchPage, Sort, StudioDoc, StudioQuery};
-use buildstream_backend::{Event, SharedBus};
+use buildstream_backend::{Event, SharedBus, SharedCache};
 use buildstream_service::{ApiError, ApiQuery, UserAuth};
 use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
@@ -127,7 +127,10 @@ fn doc_of(data: &serde_json::Value) -> Option<StudioDoc> {
         owner_id: text("owner_id")?,
         name: text("name").unwrap_or_default(),
         description: text("description").unwrap_or_default(),
-        tags: Vec::new(),
+        tags: data
+            .get("tags")
+            .and_then(|tags| serde_json::from_value(tags.clone()).ok())
+            .unwrap_or_default(),
         live: false,
         created_at_ms: text("created_at").and_then(|t| rfc3339_ms(&t)).unwrap_or(0),
     })
@@ -139,45 +142,140 @@ fn doc_of_row(row: &StudioRow) -> StudioDoc {
         owner_id: row.owner_id.clone(),
         name: row.name.clone(),
         description: row.description.clone(),
-        tags: Vec::new(),
+        tags: row.tags(),
         live: false,
         created_at_ms: rfc3339_ms(&row.created_at).unwrap_or(0),
     }
 }
 
+/// Where the search index gets its events from.
+#[derive(Clone)]
+pub enum IndexFeed {
+    /// An index of this process's own (tantivy in memory): a queue of its
+    /// own, and a rebuild from the database at every start.
+    Own,
+    /// An index every instance shares (Elasticsearch), rebuilt from the
+    /// database only when it had to be created.
+    Shared {
+        /// The durable queue, consumed by one instance at a time, in order.
+        queue: String,
+        /// Where handled event ids are kept, so none is applied twice.
+        cache: SharedCache,
+    },
+}
+
+const PATTERNS: [&str; 2] = ["studio.*", "broadcast.*"];
+
 impl StudioService {
     /// Keeps the search index following the studio events until `cancel`
-    /// fires: subscribes, indexes every studio the database holds, then
-    /// applies events as they come.
-    pub async fn run_indexer(self, bus: SharedBus, cancel: CancellationToken) {
-        let mut subscription = loop {
-            match bus.subscribe_own(&["studio.*", "broadcast.*"]).await {
-                Ok(subscription) => break subscription,
-                Err(err) => {
-                    tracing::warn!(error = %err, "search indexer cannot subscribe; retrying");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+    /// fires. The queue exists before the index is filled from the
+    /// database, so that nothing changed during start-up is missed.
+    pub async fn run_indexer(self, bus: SharedBus, feed: IndexFeed, cancel: CancellationToken) {
+        match feed {
+            IndexFeed::Own => {
+                let Some(mut subscription) =
+                    until_done(&cancel, "subscribe", || bus.subscribe_own(&PATTERNS)).await
+                else {
+                    return;
+                };
+                if until_done(&cancel, "reindex", || self.index_everything())
+                    .await
+                    .is_none()
+                {
+                    return;
+                }
+                self.follow(&mut subscription, cancel).await;
+            }
+            IndexFeed::Shared { queue, cache } => {
+                // Declares the queue: events wait in it from now on.
+                if until_done(&cancel, "subscribe", || bus.subscribe(&queue, &PATTERNS))
+                    .await
+                    .is_none()
+                {
+                    return;
+                }
+                let lock = format!("{queue}:rebuilding");
+                if until_done(&cancel, "prepare the index", || {
+                    self.rebuild_if_new(&cache, &lock)
+                })
+                .await
+                .is_none()
+                {
+                    return;
+                }
+                loop {
+                    let (service, lock, waits) = (self.clone(), lock.clone(), cache.clone());
+                    let consumed = buildstream_backend::bus::consume(
+                        bus.clone(),
+                        cache.clone(),
+                        &queue,
+                        &PATTERNS,
+                        move |event| {
+                            let (service, lock, waits) =
+                                (service.clone(), lock.clone(), waits.clone());
+                            async move {
+                                // Events wait while an instance fills a new
+                                // index from the database.
+                                while waits.get(&lock).await.map_err(|e| e.to_string())?.is_some() {
+                                    tokio::time::sleep(Duration::from_millis(200)).await;
+                                }
+                                service.apply(&event).await
+                            }
+                        },
+                        cancel.clone(),
+                    )
+                    .await;
+                    match consumed {
+                        Ok(()) => return,
+                        Err(err) => {
+                            tracing::warn!(%queue, error = %err, "search indexer lost its queue; resubscribing");
+                            tokio::select! {
+                                _ = cancel.cancelled() => return,
+                                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                            }
+                        }
                     }
                 }
             }
-        };
-        while let Err(err) = self.index_everything().await {
-            tracing::warn!(error = %err.message, "search reindex failed; retrying");
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            }
         }
-        self.follow(&mut subscription, cancel).await;
     }
 
-    async fn index_everything(&self) -> Result<(), ApiError> {
-        let live = self.store.live_studio_ids().await?;
+    /// Gets a shared index ready; one that had to be created is filled
+    /// from the database by this instance, holding `lock` so that no
+    /// instance applies events meanwhile (they wait in the queue and are
+    /// applied after, in order). An instance that finds the lock taken
+    /// leaves the work to its holder.
+    async fn rebuild_if_new(&self, cache: &SharedCache, lock: &str) -> Result<(), String> {
+        const REBUILD_AT_MOST: Duration = Duration::from_secs(600);
+        let taken = cache
+            .set_if_absent(lock, "1", REBUILD_AT_MOST)
+            .await
+            .map_err(|err| err.to_string())?;
+        if !taken {
+            return Ok(());
+        }
+        let result = match self.index.prepare().await {
+            Ok(true) => self.index_everything().await,
+            Ok(false) => Ok(()),
+            Err(err) => Err(err.to_string()),
+        };
+        if let Err(err) = cache.delete(lock).await {
+            tracing::warn!(error = %err, "search rebuild lock not released; it expires");
+        }
+        result
+    }
+
+    async fn index_everything(&self) -> Result<(), String> {
+        let live = self
+            .store
+            .live_studio_ids()
+            .await
+            .map_err(|err| err.message)?;
         let docs: Vec<StudioDoc> = self
             .store
             .all_studios()
-            .await?
+            .await
+            .map_err(|err| err.message)?
             .iter()
             .map(|row| StudioDoc {
                 live: live.contains(&row.id),
@@ -185,7 +283,10 @@ impl StudioService {
             })
             .collect();
         let count = docs.len();
-        self.index.replace_all(docs).await.map_err(search_down)?;
+        self.index
+            .replace_all(docs)
+            .await
+            .map_err(|err| err.to_string())?;
         tracing::info!(studios = count, "search index rebuilt");
         Ok(())
     }
@@ -229,6 +330,28 @@ impl StudioService {
     }
 }
 
-fn search_down(err: buildstream_backend::search::SearchError) -> ApiError {
-    ApiError::unavailable("search_unavailable", err.to_string())
+/// Runs `step` until it succeeds, every two seconds; `None` if `cancel`
+/// fires first.
+async fn until_done<T, E, F, Fut>(cancel: &CancellationToken, what: &str, mut step: F) -> Option<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    loop {
+        let result = tokio::select! {
+            _ = cancel.cancelled() => return None,
+            result = step() => result,
+        };
+        match result {
+            Ok(value) => return Some(value),
+            Err(err) => {
+                tracing::warn!(error = %err, "search indexer cannot {what}; retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => return None,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        }
+    }
 }

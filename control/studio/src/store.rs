@@ -18,6 +18,8 @@ pub struct StudioRow {
     pub name: String,
     /// Description.
     pub description: String,
+    /// Tags as a JSON array of lowercase words.
+    pub tags: String,
     /// Output width in pixels.
     pub output_width: i64,
     /// Output height in pixels.
@@ -36,6 +38,11 @@ impl StudioRow {
     /// The stored scene; a row written by this service always parses.
     pub fn scene(&self) -> Scene {
         serde_json::from_str(&self.scene).unwrap_or_default()
+    }
+
+    /// The stored tags.
+    pub fn tags(&self) -> Vec<String> {
+        serde_json::from_str(&self.tags).unwrap_or_default()
     }
 }
 
@@ -119,13 +126,15 @@ impl Store {
     /// Inserts a studio.
     pub async fn insert_studio(&self, studio: &StudioRow) -> Result<(), ApiError> {
         sqlx::query(
-            "INSERT INTO studios (id, owner_id, name, description, output_width, output_height,
-             output_fps, scene, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO studios (id, owner_id, name, description, tags, output_width,
+             output_height, output_fps, scene, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&studio.id)
         .bind(&studio.owner_id)
         .bind(&studio.name)
         .bind(&studio.description)
+        .bind(&studio.tags)
         .bind(studio.output_width)
         .bind(studio.output_height)
         .bind(studio.output_fps)
@@ -217,11 +226,12 @@ impl Store {
     /// Writes back a studio's mutable fields.
     pub async fn update_studio(&self, studio: &StudioRow) -> Result<(), ApiError> {
         sqlx::query(
-            "UPDATE studios SET name = ?, description = ?, output_width = ?, output_height = ?,
-             output_fps = ?, scene = ?, updated_at = ? WHERE id = ?",
+            "UPDATE studios SET name = ?, description = ?, tags = ?, output_width = ?,
+             output_height = ?, output_fps = ?, scene = ?, updated_at = ? WHERE id = ?",
         )
         .bind(&studio.name)
         .bind(&studio.description)
+        .bind(&studio.tags)
         .bind(studio.output_width)
         .bind(studio.output_height)
         .bind(studio.output_fps)
