@@ -340,6 +340,38 @@ async fn search_follows_events_sign_in_is_limited_and_foreign_tokens_are_refused
         "{metrics}"
     );
 
+    // The API reference: Swagger UI on the gateway, each service's document
+    // fetched from its instances.
+    let docs = reqwest::get(format!("{base}/docs/")).await.unwrap();
+    assert_eq!(docs.status(), 200);
+    let page = docs.text().await.unwrap();
+    assert!(page.contains("swagger"), "{page}");
+    let config = reqwest::get(format!("{base}/docs/swagger-initializer.js"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(config.contains("/openapi/studio.json"), "{config}");
+    for (service, path) in [
+        ("user", "/api/v1/sessions/refresh"),
+        ("studio", "/api/v1/search/studios"),
+    ] {
+        let response = reqwest::get(format!("{base}/openapi/{service}.json"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{service}");
+        let document: Value = response.json().await.unwrap();
+        assert!(
+            document["paths"].get(path).is_some(),
+            "{service}: {document}"
+        );
+    }
+    let unknown = reqwest::get(format!("{base}/openapi/billing.json"))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
     // A studio created through the gateway is found by a misspelt word, on
     // whichever studio instance answers; how long that takes is the events'
     // end-to-end delay: publish, RabbitMQ, index.

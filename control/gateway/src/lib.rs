@@ -6,8 +6,10 @@
 //! closed breaker ([`upstream`], [`breaker`]) and retrying only what is
 //! safe to retry ([`proxy`]). It checks access tokens once, and tells the
 //! services who the caller is in headers they trust only with the gateway's
-//! token; it rate-limits per client and route ([`limits`]); everything that
-//! is not API is the web app.
+//! token; it rate-limits per client and route ([`limits`]); it serves the
+//! API reference (Swagger UI at `/docs`, each service's OpenAPI document at
+//! `/openapi/<service>.json`, fetched from one of its instances);
+//! everything else is the web app.
 
 #![warn(missing_docs)]
 
@@ -51,6 +53,12 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// The services behind the gateway, by the names [`ROUTES`] use.
 pub const SERVICES: &[&str] = &["user", "studio"];
+
+/// Each service's OpenAPI document, as the gateway serves it.
+pub const API_DOCUMENTS: &[(&str, &str)] = &[
+    ("user", "/openapi/user.json"),
+    ("studio", "/openapi/studio.json"),
+];
 
 /// The largest request body forwarded: a scene with a 2 MiB logo and
 /// background, base64.
@@ -155,14 +163,50 @@ impl Gateway {
                 }
             }
         };
+        let documents = API_DOCUMENTS
+            .iter()
+            .map(|(service, url)| utoipa_swagger_ui::Url::new(service, url));
+        let docs = utoipa_swagger_ui::SwaggerUi::new("/docs")
+            .config(utoipa_swagger_ui::Config::new(documents).try_it_out_enabled(true));
         Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .route("/gateway/v1/instances", get(instances))
+            .route("/openapi/{document}", get(openapi_document))
+            .merge(docs)
             .fallback(rest)
             .method_not_allowed_fallback(ApiError::wrong_method)
             .with_state(self)
     }
+}
+
+/// `GET /openapi/<service>.json`: the service's OpenAPI document, from
+/// whichever of its instances answers.
+async fn openapi_document(
+    State(gateway): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::extract::Path(document): axum::extract::Path<String>,
+) -> Response {
+    let pool = document
+        .strip_suffix(".json")
+        .and_then(|service| gateway.inner.pools.get(service));
+    let Some(pool) = pool else {
+        return ApiError::not_found("API document").into_response();
+    };
+    let (parts, ()) = axum::http::Request::get("/openapi.json")
+        .body(())
+        .expect("a fixed request")
+        .into_parts();
+    let inner = &gateway.inner;
+    proxy::forward(
+        pool,
+        &inner.client,
+        inner.policy,
+        &parts,
+        Bytes::new(),
+        client_ip(peer),
+    )
+    .await
 }
 
 /// The service owning `path`, if any.

@@ -8,6 +8,7 @@ pub mod error;
 pub mod http;
 pub mod id;
 pub mod json;
+pub mod openapi;
 pub mod secret;
 pub mod telemetry;
 pub mod text;

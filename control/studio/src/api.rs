@@ -57,9 +57,37 @@ pub fn routes() -> Router<StudioService> {
         .route("/internal/v1/nodes", get(list_nodes))
 }
 
+/// This module's part of the service's OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create_studio,
+    list_studios,
+    read_studio,
+    update_studio,
+    delete_studio,
+    create_source,
+    list_sources,
+    rotate_source_key,
+    delete_source,
+    create_destination,
+    list_destinations,
+    delete_destination,
+    read_scene,
+    put_scene,
+    start_broadcast,
+    read_broadcast,
+    stop_broadcast,
+    authorize_ingest,
+    authorize_playback,
+    program_location,
+    node_heartbeat,
+    list_nodes
+))]
+pub(crate) struct Paths;
+
 // ---- studios ----------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, utoipa::ToSchema)]
 struct Output {
     width: u32,
     height: u32,
@@ -89,7 +117,7 @@ impl Output {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CreateStudio {
     name: String,
     #[serde(default)]
@@ -100,7 +128,7 @@ struct CreateStudio {
     output: Option<Output>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct UpdateStudio {
     name: Option<String>,
     description: Option<String>,
@@ -108,7 +136,7 @@ struct UpdateStudio {
     output: Option<Output>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct StudioView {
     id: String,
     name: String,
@@ -211,6 +239,13 @@ fn check_tags(tags: &[String]) -> Result<String, ApiError> {
     serde_json::to_string(&kept).map_err(|err| ApiError::internal(err.to_string()))
 }
 
+#[utoipa::path(post, path = "/api/v1/studios", tag = "studios", security(("user" = [])), request_body = CreateStudio,
+    responses(
+        (status = 201, description = "Created", body = StudioView),
+        (status = 400, description = "Invalid input", body = buildstream_service::openapi::ErrorBody),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 409, description = "Studio limit reached", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn create_studio(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -246,6 +281,11 @@ struct StudioFilter {
     q: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/studios", tag = "studios", security(("user" = [])), params(("q" = Option<String>, Query, description = "Part of the name")),
+    responses(
+        (status = 200, description = "The caller's studios", body = Vec<StudioView>),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn list_studios(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -271,6 +311,12 @@ async fn list_studios(
     Ok(Json(views))
 }
 
+#[utoipa::path(get, path = "/api/v1/studios/{id}", tag = "studios", security(("user" = [])), params(("id" = String, Path, description = "Studio id")),
+    responses(
+        (status = 200, description = "The studio", body = StudioView),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn read_studio(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -281,6 +327,14 @@ async fn read_studio(
     Ok(Json(studio_view(row, live)))
 }
 
+#[utoipa::path(patch, path = "/api/v1/studios/{id}", tag = "studios", security(("user" = [])), params(("id" = String, Path, description = "Studio id")), request_body = UpdateStudio,
+    responses(
+        (status = 200, description = "Updated", body = StudioView),
+        (status = 400, description = "Invalid input", body = buildstream_service::openapi::ErrorBody),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
+        (status = 409, description = "The output cannot change while live", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn update_studio(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -332,6 +386,12 @@ fn studio_event(kind: &str, row: &StudioRow) -> buildstream_backend::Event {
     )
 }
 
+#[utoipa::path(delete, path = "/api/v1/studios/{id}", tag = "studios", security(("user" = [])), params(("id" = String, Path, description = "Studio id")),
+    responses(
+        (status = 204, description = "Deleted, its broadcast stopped"),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn delete_studio(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -355,13 +415,13 @@ async fn delete_studio(
 
 // ---- sources ----------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CreateSource {
     kind: String,
     name: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct SourceView {
     id: String,
     kind: String,
@@ -442,6 +502,13 @@ fn source_view(edges: &EdgeUrls, row: SourceRow, key: Option<String>) -> SourceV
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/studios/{id}/sources", tag = "sources", security(("user" = [])), params(("id" = String, Path, description = "Studio id")), request_body = CreateSource,
+    responses(
+        (status = 201, description = "Created; the stream key is shown this once", body = SourceView),
+        (status = 400, description = "Invalid input", body = buildstream_service::openapi::ErrorBody),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn create_source(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -477,6 +544,12 @@ async fn create_source(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/studios/{id}/sources", tag = "sources", security(("user" = [])), params(("id" = String, Path, description = "Studio id")),
+    responses(
+        (status = 200, description = "Sources, without keys", body = Vec<SourceView>),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn list_sources(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -492,6 +565,12 @@ async fn list_sources(
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/studios/{id}/sources/{source}/key", tag = "sources", security(("user" = [])), params(("id" = String, Path, description = "Studio id"), ("source" = String, Path, description = "Source id")),
+    responses(
+        (status = 200, description = "A new key; the old one stops working", body = SourceView),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn rotate_source_key(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -520,6 +599,12 @@ async fn rotate_source_key(
     )))
 }
 
+#[utoipa::path(delete, path = "/api/v1/studios/{id}/sources/{source}", tag = "sources", security(("user" = [])), params(("id" = String, Path, description = "Studio id"), ("source" = String, Path, description = "Source id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn delete_source(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -547,7 +632,7 @@ async fn delete_source(
 
 // ---- destinations -----------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CreateDestination {
     platform: String,
     #[serde(default)]
@@ -557,7 +642,7 @@ struct CreateDestination {
     name: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct DestinationView {
     id: String,
     platform: String,
@@ -653,6 +738,13 @@ fn looks_numeric(host: &str) -> bool {
                 .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit())))
 }
 
+#[utoipa::path(post, path = "/api/v1/studios/{id}/destinations", tag = "destinations", security(("user" = [])), params(("id" = String, Path, description = "Studio id")), request_body = CreateDestination,
+    responses(
+        (status = 201, description = "Created", body = DestinationView),
+        (status = 400, description = "Invalid input", body = buildstream_service::openapi::ErrorBody),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn create_destination(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -703,6 +795,12 @@ async fn create_destination(
     Ok((StatusCode::CREATED, Json(destination_view(row))))
 }
 
+#[utoipa::path(get, path = "/api/v1/studios/{id}/destinations", tag = "destinations", security(("user" = [])), params(("id" = String, Path, description = "Studio id")),
+    responses(
+        (status = 200, description = "Destinations, keys masked", body = Vec<DestinationView>),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn list_destinations(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -713,6 +811,12 @@ async fn list_destinations(
     Ok(Json(rows.into_iter().map(destination_view).collect()))
 }
 
+#[utoipa::path(delete, path = "/api/v1/studios/{id}/destinations/{dest}", tag = "destinations", security(("user" = [])), params(("id" = String, Path, description = "Studio id"), ("dest" = String, Path, description = "Destination id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn delete_destination(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -737,6 +841,12 @@ async fn delete_destination(
 
 // ---- scene ------------------------------------------------------------
 
+#[utoipa::path(get, path = "/api/v1/studios/{id}/scene", tag = "scene", security(("user" = [])), params(("id" = String, Path, description = "Studio id")),
+    responses(
+        (status = 200, description = "The scene", body = Scene),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn read_scene(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -746,6 +856,13 @@ async fn read_scene(
     Ok(Json(studio.scene()))
 }
 
+#[utoipa::path(put, path = "/api/v1/studios/{id}/scene", tag = "scene", security(("user" = [])), params(("id" = String, Path, description = "Studio id")), request_body = Scene,
+    responses(
+        (status = 200, description = "Stored, and sent to the origin when live", body = Scene),
+        (status = 400, description = "Invalid input", body = buildstream_service::openapi::ErrorBody),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn put_scene(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -783,7 +900,7 @@ pub(crate) async fn push_scene(
 
 // ---- broadcast --------------------------------------------------------
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct BroadcastView {
     /// `live`, `stalled` (no program output for seconds), `failed` (the
     /// origin's pipeline broke) or `offline`.
@@ -807,7 +924,7 @@ struct BroadcastView {
     viewer_token: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct DestinationStatusView {
     name: String,
     platform: String,
@@ -815,6 +932,14 @@ struct DestinationStatusView {
     status: DestinationStatus,
 }
 
+#[utoipa::path(post, path = "/api/v1/studios/{id}/broadcast", tag = "broadcast", security(("user" = [])), params(("id" = String, Path, description = "Studio id")),
+    responses(
+        (status = 201, description = "Live: the origin composes and restreams", body = BroadcastView),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
+        (status = 409, description = "Already live, or no destination", body = buildstream_service::openapi::ErrorBody),
+        (status = 503, description = "No origin available", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn start_broadcast(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -886,6 +1011,12 @@ async fn start_broadcast(
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
+#[utoipa::path(get, path = "/api/v1/studios/{id}/broadcast", tag = "broadcast", security(("user" = [])), params(("id" = String, Path, description = "Studio id")),
+    responses(
+        (status = 200, description = "The broadcast and each destination's state", body = BroadcastView),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn read_broadcast(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -948,6 +1079,12 @@ async fn read_broadcast(
 /// How long a viewer token handed to the host stays valid.
 const VIEWER_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
 
+#[utoipa::path(delete, path = "/api/v1/studios/{id}/broadcast", tag = "broadcast", security(("user" = [])), params(("id" = String, Path, description = "Studio id")),
+    responses(
+        (status = 204, description = "Stopped"),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn stop_broadcast(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -980,17 +1117,23 @@ async fn stop_broadcast(
 
 // ---- nodes ------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct AuthorizeIngest {
     stream_key: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct IngestGrant {
     studio: String,
     source: String,
 }
 
+#[utoipa::path(post, path = "/internal/v1/ingest/authorize", tag = "internal", security(("node" = [])), request_body = AuthorizeIngest,
+    responses(
+        (status = 200, description = "The stream key is valid", body = IngestGrant),
+        (status = 403, description = "Unknown key", body = buildstream_service::openapi::ErrorBody),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn authorize_ingest(
     State(service): State<StudioService>,
     _node: NodeAuth,
@@ -1019,19 +1162,25 @@ async fn authorize_ingest(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct AuthorizePlayback {
     studio: String,
     token: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct PlaybackGrant {
     studio: String,
     viewer: String,
 }
 
 /// An edge asks whether a player's token may watch a studio's program.
+#[utoipa::path(post, path = "/internal/v1/playback/authorize", tag = "internal", security(("node" = [])), request_body = AuthorizePlayback,
+    responses(
+        (status = 200, description = "The viewer may play", body = PlaybackGrant),
+        (status = 403, description = "Refused", body = buildstream_service::openapi::ErrorBody),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn authorize_playback(
     State(service): State<StudioService>,
     _node: NodeAuth,
@@ -1063,7 +1212,7 @@ async fn authorize_playback(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ProgramLocation {
     origin: String,
     mesh_addr: String,
@@ -1071,6 +1220,12 @@ struct ProgramLocation {
 }
 
 /// Where an edge reads a live studio's program: its origin's mesh endpoint.
+#[utoipa::path(get, path = "/internal/v1/studios/{id}/program", tag = "internal", security(("node" = [])), params(("id" = String, Path, description = "Studio id")),
+    responses(
+        (status = 200, description = "Where the program is composed", body = ProgramLocation),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 404, description = "Not live", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn program_location(
     State(service): State<StudioService>,
     _node: NodeAuth,
@@ -1091,6 +1246,12 @@ async fn program_location(
     }))
 }
 
+#[utoipa::path(put, path = "/internal/v1/nodes/{id}", tag = "internal", security(("node" = [])), params(("id" = String, Path, description = "Node id")), request_body = NodeInfo,
+    responses(
+        (status = 200, description = "Registered for a while; origins learn their broadcasts", body = HeartbeatAnswer),
+        (status = 400, description = "Invalid input", body = buildstream_service::openapi::ErrorBody),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn node_heartbeat(
     State(service): State<StudioService>,
     _node: NodeAuth,
@@ -1115,7 +1276,7 @@ async fn node_heartbeat(
 }
 
 /// What a node learns from its heartbeat.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct HeartbeatAnswer {
     /// Origins: the studios recorded as live on this origin.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1127,6 +1288,11 @@ struct NodeFilter {
     role: Role,
 }
 
+#[utoipa::path(get, path = "/internal/v1/nodes", tag = "internal", security(("node" = [])), params(("role" = Role, Query, description = "edge or origin")),
+    responses(
+        (status = 200, description = "Nodes heard from lately", body = Vec<NodeInfo>),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn list_nodes(
     State(service): State<StudioService>,
     _node: NodeAuth,

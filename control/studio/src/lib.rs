@@ -21,6 +21,7 @@ use axum::extract::FromRef;
 use axum::Router;
 use buildstream_backend::search::SharedIndex;
 use buildstream_backend::{Database, DbError, EventSender, SharedCache};
+use buildstream_service::openapi::BearerSchemes;
 use buildstream_service::{NodeToken, TokenKeys};
 
 pub use nodes::{NodeInfo, Nodes, Role};
@@ -110,5 +111,37 @@ impl StudioService {
             .merge(room::routes())
             .merge(search::routes())
             .with_state(self)
+            .merge(buildstream_service::openapi::route(openapi()))
     }
 }
+
+/// The studio service's API, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    let mut document = ApiDoc::openapi();
+    document.merge(api::Paths::openapi());
+    document.merge(room::Paths::openapi());
+    document.merge(search::Paths::openapi());
+    document
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "BuildStream studio service",
+        description = "Studios, their sources, destinations, scene and broadcast; the room where hosts and guests meet; studio search; and what edges and origins ask of the control plane."
+    ),
+    components(schemas(buildstream_service::openapi::ErrorBody)),
+    modifiers(&BearerSchemes),
+    tags(
+        (name = "studios", description = "Studios of the signed-in user"),
+        (name = "sources", description = "Encoders (RTMP, WHIP) and participants' media"),
+        (name = "destinations", description = "Where the program is restreamed"),
+        (name = "scene", description = "Layout, stage, branding"),
+        (name = "broadcast", description = "Going live and stopping"),
+        (name = "room", description = "Hosts and guests in the browser studio"),
+        (name = "search", description = "Studio search"),
+        (name = "internal", description = "For edges and origins, with the node token")
+    )
+)]
+struct ApiDoc;

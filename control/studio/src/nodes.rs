@@ -14,7 +14,7 @@ use crate::presence::now_ms;
 pub const NODE_TTL: Duration = Duration::from_secs(30);
 
 /// What a node is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Terminates ingest, publishes sources to the mesh.
@@ -24,7 +24,7 @@ pub enum Role {
 }
 
 /// A node's registration, sent with every heartbeat.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeInfo {
     /// Stable node id.
     pub id: String,

@@ -86,7 +86,7 @@ pub struct BroadcastSpec {
 }
 
 /// A destination's state as the origin reports it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DestinationStatus {
     /// Destination id.
     pub id: String,

@@ -64,6 +64,22 @@ pub fn routes() -> Router<StudioService> {
         .route("/internal/v1/room/authorize", post(authorize_media))
 }
 
+/// This module's part of the service's OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create_invite,
+    redeem_invite,
+    join,
+    read_room,
+    leave,
+    screen_source,
+    stop_screen,
+    admit,
+    remove,
+    authorize_media
+))]
+pub(crate) struct Paths;
+
 /// Who is calling, from their bearer token.
 #[derive(Debug, Clone)]
 struct Caller {
@@ -169,14 +185,14 @@ fn participant_id(studio: &str, sub: &str) -> String {
 
 // ---- invites ----------------------------------------------------------
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 struct CreateInvite {
     /// How long the link works, 1 to 168 hours; 24 if unset.
     #[serde(default)]
     hours: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct InviteView {
     /// Path of the web app's join page with the invite in its fragment
     /// (which browsers do not send to servers); prefix it with the app's
@@ -186,6 +202,12 @@ struct InviteView {
     expires_in_seconds: u64,
 }
 
+#[utoipa::path(post, path = "/api/v1/studios/{id}/invites", tag = "room", security(("user" = [])), params(("id" = String, Path, description = "Studio id")), request_body = CreateInvite,
+    responses(
+        (status = 201, description = "An invite link token", body = InviteView),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn create_invite(
     State(service): State<StudioService>,
     headers: HeaderMap,
@@ -219,13 +241,13 @@ async fn create_invite(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct RedeemInvite {
     invite: String,
     name: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct GuestPass {
     /// The guest's own token for this studio: for the room here and for
     /// media at the edge.
@@ -233,6 +255,12 @@ struct GuestPass {
     participant: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/studios/{id}/room/guests", tag = "room", params(("id" = String, Path, description = "Studio id")), request_body = RedeemInvite,
+    responses(
+        (status = 201, description = "A studio token for the guest", body = GuestPass),
+        (status = 400, description = "Invalid input", body = buildstream_service::openapi::ErrorBody),
+        (status = 403, description = "Invalid or expired invite", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn redeem_invite(
     State(service): State<StudioService>,
     ApiPath(id): ApiPath<String>,
@@ -258,14 +286,14 @@ async fn redeem_invite(
 
 // ---- presence ---------------------------------------------------------
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 struct Join {
     /// The host's display name; guests keep the one they were invited with.
     #[serde(default)]
     name: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct JoinView {
     /// Token for the edge: publishing this participant's sources and
     /// receiving the others'.
@@ -275,14 +303,14 @@ struct JoinView {
     room: RoomView,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct RoomView {
     you: ParticipantView,
     participants: Vec<ParticipantView>,
     scene: Scene,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 struct ParticipantView {
     id: String,
     name: String,
@@ -342,6 +370,13 @@ async fn snapshot(
     })
 }
 
+#[utoipa::path(post, path = "/api/v1/studios/{id}/room/join", tag = "room", security(("user" = []), ("studio" = [])), params(("id" = String, Path, description = "Studio id")), request_body = Join,
+    responses(
+        (status = 200, description = "In the room (guests wait until admitted)", body = JoinView),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 403, description = "Removed from this room", body = buildstream_service::openapi::ErrorBody),
+        (status = 409, description = "The room is full", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn join(
     State(service): State<StudioService>,
     headers: HeaderMap,
@@ -436,6 +471,12 @@ fn unusable_key_digest() -> String {
     buildstream_service::secret::digest(&buildstream_service::secret::generate("none_"))
 }
 
+#[utoipa::path(get, path = "/api/v1/studios/{id}/room", tag = "room", security(("user" = []), ("studio" = [])), params(("id" = String, Path, description = "Studio id")),
+    responses(
+        (status = 200, description = "Participants and scene; also keeps the caller present", body = RoomView),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 409, description = "Not joined", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn read_room(
     State(service): State<StudioService>,
     headers: HeaderMap,
@@ -445,6 +486,10 @@ async fn read_room(
     Ok(Json(snapshot(&service, &id, &caller).await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/studios/{id}/room/me", tag = "room", security(("user" = []), ("studio" = [])), params(("id" = String, Path, description = "Studio id")),
+    responses(
+        (status = 204, description = "Left"),
+    ))]
 async fn leave(
     State(service): State<StudioService>,
     headers: HeaderMap,
@@ -461,12 +506,17 @@ async fn leave(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ScreenView {
     screen_source: String,
 }
 
 /// Makes sure the caller's screen source exists, before they share.
+#[utoipa::path(post, path = "/api/v1/studios/{id}/room/screen", tag = "room", security(("user" = []), ("studio" = [])), params(("id" = String, Path, description = "Studio id")),
+    responses(
+        (status = 200, description = "The source to publish the screen as", body = ScreenView),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn screen_source(
     State(service): State<StudioService>,
     headers: HeaderMap,
@@ -495,6 +545,11 @@ async fn screen_source(
 }
 
 /// The caller stopped sharing their screen: it also leaves the stage.
+#[utoipa::path(delete, path = "/api/v1/studios/{id}/room/screen", tag = "room", security(("user" = []), ("studio" = [])), params(("id" = String, Path, description = "Studio id")),
+    responses(
+        (status = 204, description = "Sharing stopped, the screen off stage"),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn stop_screen(
     State(service): State<StudioService>,
     headers: HeaderMap,
@@ -528,6 +583,12 @@ async fn take_off_stage(
     Ok(())
 }
 
+#[utoipa::path(post, path = "/api/v1/studios/{id}/room/participants/{participant}/admit", tag = "room", security(("user" = [])), params(("id" = String, Path, description = "Studio id"), ("participant" = String, Path, description = "Participant id")),
+    responses(
+        (status = 204, description = "Admitted backstage"),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn admit(
     State(service): State<StudioService>,
     headers: HeaderMap,
@@ -547,6 +608,12 @@ async fn admit(
 
 /// Removes a guest: off stage, out of the room, their token refused from
 /// now on.
+#[utoipa::path(delete, path = "/api/v1/studios/{id}/room/participants/{participant}", tag = "room", security(("user" = [])), params(("id" = String, Path, description = "Studio id"), ("participant" = String, Path, description = "Participant id")),
+    responses(
+        (status = 204, description = "Removed; their media ends and they cannot rejoin"),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn remove(
     State(service): State<StudioService>,
     headers: HeaderMap,
@@ -576,7 +643,7 @@ async fn remove(
 
 // ---- media at the edge ------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct AuthorizeMedia {
     studio: String,
     token: String,
@@ -586,12 +653,18 @@ struct AuthorizeMedia {
     action: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct MediaGrant {
     participant: String,
 }
 
 /// An edge asks whether a participant may publish or receive a source.
+#[utoipa::path(post, path = "/internal/v1/room/authorize", tag = "internal", security(("node" = [])), request_body = AuthorizeMedia,
+    responses(
+        (status = 200, description = "The participant may publish or play this source", body = MediaGrant),
+        (status = 403, description = "Refused", body = buildstream_service::openapi::ErrorBody),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn authorize_media(
     State(service): State<StudioService>,
     _node: NodeAuth,

@@ -16,7 +16,7 @@ const MAX_IMAGE_SIDE: u32 = 4096;
 pub const MAX_ON_STAGE: usize = 4;
 
 /// How the on-stage sources are arranged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
     /// The first on-stage source fills the frame.
@@ -33,7 +33,7 @@ pub enum Layout {
 }
 
 /// The lower-third banner.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Banner {
     /// Text shown, at most 200 characters.
     #[serde(default)]
@@ -44,7 +44,7 @@ pub struct Banner {
 }
 
 /// What is behind the sources: a colour, or an image over it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Background {
     /// `#rrggbb`.
     #[serde(default = "default_background_color")]
@@ -64,7 +64,7 @@ impl Default for Background {
 }
 
 /// A studio's scene.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Scene {
     /// Arrangement of the on-stage sources.
     #[serde(default)]

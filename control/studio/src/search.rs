@@ -31,8 +31,14 @@ pub fn routes() -> Router<StudioService> {
     Router::new().route("/api/v1/search/studios", get(search))
 }
 
+/// This module's part of the service's OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(search))]
+pub(crate) struct Paths;
+
 /// Query string of a search.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SearchParams {
     /// Words to find in name or description, typos forgiven.
     q: Option<String>,
@@ -52,6 +58,13 @@ struct SearchParams {
     per_page: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/api/v1/search/studios", tag = "search", security(("user" = [])), params(SearchParams),
+    responses(
+        (status = 200, description = "A page of the caller's studios, best match first", body = SearchPage),
+        (status = 400, description = "Invalid input", body = buildstream_service::openapi::ErrorBody),
+        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
+        (status = 503, description = "The index is unavailable", body = buildstream_service::openapi::ErrorBody),
+    ))]
 async fn search(
     State(service): State<StudioService>,
     auth: UserAuth,

@@ -18,8 +18,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use buildstream_backend::{Database, DbError, EventSender, Migrations, SharedCache};
 use buildstream_service::auth::ACCESS_TOKEN_TTL;
+use buildstream_service::openapi::{BearerSchemes, ErrorBody};
 use buildstream_service::{ApiError, ApiJson, TokenKeys, UserAuth};
 use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 
 pub use sessions::{RefreshTokens, REFRESH_TOKEN_TTL};
 pub use store::{User, Users};
@@ -85,11 +87,30 @@ impl UserService {
             .route("/api/v1/sessions", post(sign_in).delete(sign_out))
             .route("/api/v1/sessions/refresh", post(refresh))
             .with_state(self)
+            .merge(buildstream_service::openapi::route(openapi()))
     }
 }
 
+/// The user service's API, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "BuildStream user service",
+        description = "Accounts, sign-in, and the tokens every other service trusts."
+    ),
+    paths(register, me, sign_in, refresh, sign_out),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerSchemes),
+    tags((name = "users", description = "Accounts and sessions"))
+)]
+struct ApiDoc;
+
 /// `POST /api/v1/users` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct Registration {
     /// Sign-in e-mail address, unique (case-insensitive).
     pub email: String,
@@ -100,7 +121,7 @@ pub struct Registration {
 }
 
 /// A user as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
     /// User id.
     pub id: String,
@@ -124,7 +145,7 @@ impl From<User> for UserView {
 }
 
 /// `POST /api/v1/sessions` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct Credentials {
     /// E-mail address.
     pub email: String,
@@ -133,14 +154,14 @@ pub struct Credentials {
 }
 
 /// Body of `POST /api/v1/sessions/refresh` and `DELETE /api/v1/sessions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RefreshRequest {
     /// The refresh token from the last sign-in or refresh.
     pub refresh_token: String,
 }
 
 /// Tokens answered by sign-in and refresh.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Tokens {
     /// JWT for `Authorization: Bearer`.
     pub access_token: String,
@@ -152,6 +173,12 @@ pub struct Tokens {
     pub refresh_token: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = Registration,
+    responses(
+        (status = 201, description = "Registered", body = UserView),
+        (status = 400, description = "Invalid e-mail, password or name", body = ErrorBody),
+        (status = 409, description = "The e-mail is taken", body = ErrorBody),
+    ))]
 async fn register(
     State(service): State<UserService>,
     ApiJson(body): ApiJson<Registration>,
@@ -181,6 +208,11 @@ async fn register(
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
+#[utoipa::path(get, path = "/api/v1/users/me", tag = "users", security(("user" = [])),
+    responses(
+        (status = 200, description = "The signed-in user", body = UserView),
+        (status = 401, description = "No valid access token", body = ErrorBody),
+    ))]
 async fn me(
     State(service): State<UserService>,
     auth: UserAuth,
@@ -193,6 +225,12 @@ async fn me(
     Ok(Json(user.into()))
 }
 
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "users", request_body = Credentials,
+    responses(
+        (status = 200, description = "Signed in", body = Tokens),
+        (status = 401, description = "Wrong e-mail or password", body = ErrorBody),
+        (status = 429, description = "Too many attempts (at the gateway)", body = ErrorBody),
+    ))]
 async fn sign_in(
     State(service): State<UserService>,
     ApiJson(body): ApiJson<Credentials>,
@@ -214,6 +252,11 @@ async fn sign_in(
     tokens_for(&service, &user.id, &family).await.map(Json)
 }
 
+#[utoipa::path(post, path = "/api/v1/sessions/refresh", tag = "users", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens; the refresh token given is spent", body = Tokens),
+        (status = 401, description = "Unknown, expired or replayed refresh token (a replay revokes its family)", body = ErrorBody),
+    ))]
 async fn refresh(
     State(service): State<UserService>,
     ApiJson(body): ApiJson<RefreshRequest>,
@@ -223,6 +266,8 @@ async fn refresh(
     tokens_for(&service, &user_id, &family).await.map(Json)
 }
 
+#[utoipa::path(delete, path = "/api/v1/sessions", tag = "users", request_body = RefreshRequest,
+    responses((status = 204, description = "The session's refresh tokens are revoked")))]
 async fn sign_out(
     State(service): State<UserService>,
     ApiJson(body): ApiJson<RefreshRequest>,
