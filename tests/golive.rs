@@ -74,6 +74,21 @@ async fn go_live(deployment: &Deployment, ca: &TestCa) {
     let mut red = publish_color(sources[0]["publish_url"].as_str().unwrap(), "red", &[]);
     let blue_url = sources[1]["publish_url"].as_str().unwrap().to_owned();
 
+    // Where the control plane's events can be read, to see the refusing
+    // destination reported.
+    let event_queue = buildstream_backend::testing::unique_name("test.golive-events.");
+    let mut events = match deployment.amqp_events {
+        true => Some(
+            buildstream_backend::bus::open(Some(&buildstream_backend::testing::amqp_url()))
+                .await
+                .unwrap()
+                .subscribe(&event_queue, &["destination.*"])
+                .await
+                .unwrap(),
+        ),
+        false => None,
+    };
+
     let cpu_before = deployment.cpu_seconds();
     let started = Instant::now();
     let (status, body) = api
@@ -114,6 +129,68 @@ async fn go_live(deployment: &Deployment, ca: &TestCa) {
             .as_str()
             .is_some_and(|e| e.contains("refused")),
         "{refused}"
+    );
+
+    // The origin reports it with its heartbeat: one destination.failed for
+    // the outage, however many retries it takes.
+    if let Some(events) = &mut events {
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let Ok(Some(delivery)) =
+                tokio::time::timeout(Duration::from_secs(1), events.next()).await
+            else {
+                if !seen.is_empty() {
+                    break;
+                }
+                continue;
+            };
+            if delivery.event.data["destination_id"] == destinations[2].as_str() {
+                seen.push(delivery.event.clone());
+            }
+            delivery.ack().await.unwrap();
+            if seen.len() == 1 {
+                // Later heartbeats must not repeat it.
+                tokio::time::sleep(Duration::from_secs(11)).await;
+            }
+        }
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        let failed = &seen[0];
+        assert_eq!(failed.kind, "destination.failed");
+        assert_eq!(failed.data["studio_id"], studio.as_str());
+        assert_eq!(failed.data["state"], "retrying");
+        assert!(
+            failed.data["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("refused")),
+            "{failed:?}"
+        );
+    }
+    drop(events);
+    if deployment.amqp_events {
+        buildstream_backend::testing::delete_amqp_queues(&[&event_queue]).await;
+    }
+
+    // The origin's gauges: one broadcast, two destinations live, one
+    // retrying (set with each heartbeat).
+    let metrics_url = format!("{}/metrics", deployment.origin);
+    wait_for_async("origin gauges", Duration::from_secs(15), || async {
+        let text = reqwest::get(&metrics_url).await.ok()?.text().await.ok()?;
+        (text.contains("origin_broadcasts 1")
+            && text.contains("origin_destinations{state=\"live\"} 2")
+            && text.contains("origin_destinations{state=\"retrying\"} 1"))
+        .then_some(())
+    })
+    .await;
+    let edge_metrics = reqwest::get(format!("{}/metrics", deployment.edge_http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        edge_metrics.contains("edge_webrtc_sessions"),
+        "{edge_metrics}"
     );
 
     wait_for(

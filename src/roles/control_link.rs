@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use buildstream_studio::{NodeInfo, Role};
+use buildstream_studio::{DestinationReport, NodeInfo, Role};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +52,9 @@ pub enum KeyCheckError {
     #[error("control plane unavailable: {0}")]
     Unavailable(String),
 }
+
+/// What an origin reports of its destinations with each heartbeat.
+pub type DestinationReporter = Box<dyn Fn() -> Vec<DestinationReport> + Send + Sync>;
 
 /// What the control plane answers a heartbeat with.
 #[derive(Debug, Deserialize)]
@@ -301,13 +304,15 @@ impl ControlLink {
         Ok(response.json().await?)
     }
 
-    /// Registers `info` now and every few seconds until `cancel` fires.
+    /// Registers `info` now and every few seconds until `cancel` fires,
+    /// with where each destination stands when `destinations` says.
     /// Every assignment the control plane answers with goes to `assigned`;
     /// one still unread when the next arrives is replaced by it.
     pub async fn heartbeat(
         self,
-        info: NodeInfo,
+        mut info: NodeInfo,
         assigned: Option<tokio::sync::watch::Sender<Option<Assignment>>>,
+        destinations: Option<DestinationReporter>,
         cancel: CancellationToken,
     ) {
         let url = format!("{}/internal/v1/nodes/{}", self.base, info.id);
@@ -315,6 +320,9 @@ impl ControlLink {
         let mut token_refused = false;
         loop {
             let asked_at = Instant::now();
+            if let Some(report) = &destinations {
+                info.destinations = report();
+            }
             let sent = self
                 .http
                 .put(&url)

@@ -224,16 +224,30 @@ pub async fn run(
         mesh_addr,
         fingerprint: identity.fingerprint().to_string(),
         ingest_url: settings.edge_ingest_url(ingest.local_addr()),
+        destinations: Vec::new(),
     };
     tracing::info!(node = %info.id, mesh = %info.mesh_addr, ingest = %info.ingest_url, "edge started");
-    let heartbeat = tokio::spawn(control.heartbeat(info, None, cancel.clone()));
+    let heartbeat = tokio::spawn(control.heartbeat(info, None, None, cancel.clone()));
+    let measured = tokio::spawn(measure_sessions(webrtc.clone(), cancel.clone()));
 
     cancel.cancelled().await;
     ingest.shutdown().await;
     let _ = heartbeat.await;
+    let _ = measured.await;
     let _ = http.await;
     let _ = follower.await;
     let _ = mesh_task.await;
     tracing::info!("edge stopped");
     Ok(())
+}
+
+/// Keeps the `edge_webrtc_sessions` gauge current until `cancel` fires.
+async fn measure_sessions(webrtc: WebrtcEdge, cancel: CancellationToken) {
+    loop {
+        metrics::gauge!("edge_webrtc_sessions").set(webrtc.session_count() as f64);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+        }
+    }
 }

@@ -10,7 +10,7 @@ use buildstream_mesh::{AllowedPeers, MeshClient, MeshServer, NodeIdentity, Track
 use buildstream_origin::{Broadcasts, OriginConfig};
 use buildstream_service::http::Limits;
 use buildstream_service::{ApiError, NodeToken};
-use buildstream_studio::{NodeInfo, Role};
+use buildstream_studio::{DestinationReport, NodeInfo, Role};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -98,10 +98,17 @@ pub async fn run(
         mesh_addr,
         fingerprint: identity.fingerprint().to_string(),
         ingest_url: String::new(),
+        destinations: Vec::new(),
     };
     tracing::info!(node = %info.id, api = %info.api_url, "origin started");
     let (assigned, assignments) = tokio::sync::watch::channel(None);
-    let heartbeat = tokio::spawn(control.heartbeat(info, Some(assigned), cancel.clone()));
+    let reporter = {
+        let broadcasts = broadcasts.clone();
+        Box::new(move || destination_reports(&broadcasts))
+            as super::control_link::DestinationReporter
+    };
+    let heartbeat =
+        tokio::spawn(control.heartbeat(info, Some(assigned), Some(reporter), cancel.clone()));
     let reconciler = tokio::spawn(reconcile(broadcasts.clone(), assignments, cancel.clone()));
 
     let served = buildstream_service::http::serve(
@@ -154,4 +161,31 @@ async fn require_node_token(
         Some(presented) if token.accepts(presented) => next.run(request).await,
         _ => ApiError::unauthorized("node token required").into_response(),
     }
+}
+
+/// Every destination of every broadcast here, for the control plane; also
+/// sets the `origin_broadcasts` and `origin_destinations{state}` gauges.
+fn destination_reports(broadcasts: &Broadcasts) -> Vec<DestinationReport> {
+    let mut reports = Vec::new();
+    let mut live = 0usize;
+    for studio in broadcasts.studios() {
+        let Ok(status) = broadcasts.status(&studio) else {
+            continue;
+        };
+        live += 1;
+        for destination in status.destinations {
+            reports.push(DestinationReport {
+                studio_id: status.studio.clone(),
+                destination_id: destination.id,
+                state: destination.state.to_owned(),
+                last_error: destination.last_error,
+            });
+        }
+    }
+    metrics::gauge!("origin_broadcasts").set(live as f64);
+    for state in ["connecting", "live", "retrying", "failed", "stopped"] {
+        let count = reports.iter().filter(|r| r.state == state).count();
+        metrics::gauge!("origin_destinations", "state" => state).set(count as f64);
+    }
+    reports
 }

@@ -63,6 +63,9 @@ pub struct Deployment {
     pub ingest_port: u16,
     /// The edge's HTTP base (WHIP, signaling).
     pub edge_http: String,
+    /// Whether the control plane's events go through the machine's
+    /// RabbitMQ (else they stay inside its process).
+    pub amqp_events: bool,
     pub procs: Vec<Proc>,
     _data: TempDir,
 }
@@ -98,7 +101,7 @@ impl Deployment {
         ports.apply(&mut command);
         common_env(&mut command, data.path(), ca);
         let procs = vec![Proc::spawn("buildstream dev", &mut command)];
-        Self::ready(ports, procs, data).await
+        Self::ready(ports, procs, data, false).await
     }
 
     /// `buildstream control`, `edge` and `origin` as three processes.
@@ -113,14 +116,22 @@ impl Deployment {
             command
                 .arg(role)
                 .env("BUILDSTREAM_CONTROL_URL", &control_url);
+            if role == "control" {
+                // Events through the machine's RabbitMQ, where tests can
+                // read them.
+                command.env(
+                    "BUILDSTREAM_AMQP_URL",
+                    buildstream_backend::testing::amqp_url(),
+                );
+            }
             ports.apply(&mut command);
             common_env(&mut command, &role_data, ca);
             procs.push(Proc::spawn(&format!("buildstream {role}"), &mut command));
         }
-        Self::ready(ports, procs, data).await
+        Self::ready(ports, procs, data, true).await
     }
 
-    async fn ready(ports: Ports, procs: Vec<Proc>, data: TempDir) -> Self {
+    async fn ready(ports: Ports, procs: Vec<Proc>, data: TempDir, amqp_events: bool) -> Self {
         let Ports {
             http,
             origin: origin_port,
@@ -148,6 +159,7 @@ impl Deployment {
             origin: format!("http://127.0.0.1:{origin_port}"),
             ingest_port,
             edge_http: format!("http://127.0.0.1:{edge_http}"),
+            amqp_events,
             procs,
             _data: data,
         }

@@ -1265,6 +1265,7 @@ async fn node_heartbeat(
         ));
     }
     let role = info.role;
+    let reports = info.destinations.clone();
     service.nodes.heartbeat(info).await?;
     // An origin learns which broadcasts it should be running; it stops any
     // other (a start that timed out here, a stop it never heard of).
@@ -1272,7 +1273,78 @@ async fn node_heartbeat(
         Role::Origin => Some(service.store.broadcasts_on(&id).await?),
         Role::Edge => None,
     };
+    if let Some(ours) = &broadcasts {
+        let reports = reports.into_iter().filter(|r| ours.contains(&r.studio_id));
+        destination_troubles(&service, &id, reports).await;
+    }
     Ok(Json(HeartbeatAnswer { broadcasts }))
+}
+
+/// How long a destination's trouble is remembered, so that one outage is
+/// one event.
+const TROUBLE_REMEMBERED: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Publishes `destination.failed` when a destination of a broadcast on
+/// `origin` goes from working to `retrying` (it lost its server and keeps
+/// trying) and again when it gets to `failed` (given up); once for each,
+/// whichever studio instance hears the heartbeat, until it is live again.
+async fn destination_troubles(
+    service: &StudioService,
+    origin: &str,
+    reports: impl Iterator<Item = crate::nodes::DestinationReport>,
+) {
+    for report in reports {
+        let key = |state: &str| {
+            format!(
+                "destination-trouble:{}:{}:{state}",
+                report.studio_id, report.destination_id
+            )
+        };
+        let outcome = match report.state.as_str() {
+            "live" => {
+                let cleared = [key("retrying"), key("failed")];
+                let mut result = Ok(());
+                for k in &cleared {
+                    result = result.and(service.cache.delete(k).await);
+                }
+                result
+            }
+            state @ ("retrying" | "failed") => {
+                match service
+                    .cache
+                    .set_if_absent(&key(state), "1", TROUBLE_REMEMBERED)
+                    .await
+                {
+                    Ok(true) => {
+                        let owner = match service.store.studio(&report.studio_id).await {
+                            Ok(row) => row.owner_id,
+                            Err(_) => continue,
+                        };
+                        tracing::warn!(studio = %report.studio_id, destination = %report.destination_id,
+                            state, error = report.last_error.as_deref().unwrap_or(""), "destination in trouble");
+                        service.events.send(buildstream_service::telemetry::event(
+                            "destination.failed",
+                            serde_json::json!({
+                                "studio_id": report.studio_id,
+                                "owner_id": owner,
+                                "destination_id": report.destination_id,
+                                "state": state,
+                                "error": report.last_error,
+                                "origin_id": origin,
+                            }),
+                        ));
+                        Ok(())
+                    }
+                    Ok(false) => Ok(()),
+                    Err(err) => Err(err),
+                }
+            }
+            _ => Ok(()),
+        };
+        if let Err(err) = outcome {
+            tracing::warn!(error = %err, "destination trouble not recorded");
+        }
+    }
 }
 
 /// What a node learns from its heartbeat.

@@ -24,7 +24,7 @@ use buildstream_backend::{Database, DbError, EventSender, SharedCache};
 use buildstream_service::openapi::BearerSchemes;
 use buildstream_service::{NodeToken, TokenKeys};
 
-pub use nodes::{NodeInfo, Nodes, Role};
+pub use nodes::{DestinationReport, NodeInfo, Nodes, Role};
 pub use scene::{Background, Banner, Layout, Scene};
 pub use search::IndexFeed;
 pub use store::MIGRATIONS;

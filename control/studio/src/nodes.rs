@@ -45,6 +45,24 @@ pub struct NodeInfo {
     /// Edges: RTMP ingest URL encoders publish to (`rtmp://host:port/live`).
     #[serde(default)]
     pub ingest_url: String,
+    /// Origins: where each destination of their broadcasts stands, sent
+    /// with the heartbeat and not kept in the registry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destinations: Vec<DestinationReport>,
+}
+
+/// One destination of a broadcast, as its origin reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DestinationReport {
+    /// The studio broadcasting.
+    pub studio_id: String,
+    /// The destination.
+    pub destination_id: String,
+    /// `connecting`, `live`, `retrying`, `failed` or `stopped`.
+    pub state: String,
+    /// The last error, when there was one.
+    #[serde(default)]
+    pub last_error: Option<String>,
 }
 
 /// The registry, in the shared cache: a node heartbeating to one instance
@@ -81,7 +99,10 @@ impl Nodes {
         }
         let id = info.id.clone();
         let seen = Seen {
-            info,
+            info: NodeInfo {
+                destinations: Vec::new(),
+                ..info
+            },
             at_ms: now_ms(),
         };
         let value =
