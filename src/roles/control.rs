@@ -42,7 +42,7 @@ pub enum Service {
 }
 
 impl Service {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Service::User => "user",
             Service::Studio => "studio",

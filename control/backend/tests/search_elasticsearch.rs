@@ -94,6 +94,7 @@ impl Recorded {
     }
 
     fn index(&self) -> ElasticsearchIndex {
+        tls_provider();
         ElasticsearchIndex::new(&self.url, "studios").unwrap()
     }
 
@@ -104,6 +105,11 @@ impl Recorded {
         let pending = self.replay.pending.lock().unwrap();
         assert!(pending.is_empty(), "never sent: {:#?}", pending.front());
     }
+}
+
+/// The process's TLS provider, as the program installs it at start.
+fn tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 async fn answer(
@@ -379,6 +385,7 @@ async fn a_cluster_that_does_not_answer_is_an_error_not_a_hang() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
+    tls_provider();
     let index = ElasticsearchIndex::new(&url, "studios").unwrap();
     let message = elasticsearch_error(index.search(&StudioQuery::default()).await);
     assert!(message.contains("cannot reach"), "{message}");
@@ -386,6 +393,7 @@ async fn a_cluster_that_does_not_answer_is_an_error_not_a_hang() {
 
 #[test]
 fn settings_that_cannot_work_are_refused_up_front() {
+    tls_provider();
     for url in ["not a url", "ftp://127.0.0.1:9200"] {
         assert!(
             matches!(
@@ -401,6 +409,7 @@ fn settings_that_cannot_work_are_refused_up_front() {
 async fn credentials_in_the_url_become_basic_authentication() {
     let es = Recorded::start("authenticated").await;
     let url = es.url.replace("http://", "http://indexer:p%40ss@");
+    tls_provider();
     let index = ElasticsearchIndex::new(&url, "studios").unwrap();
     index.remove("st_gone").await.unwrap();
     es.assert_done();

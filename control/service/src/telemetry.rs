@@ -29,19 +29,59 @@ pub struct TraceContext {
     pub trace_id: String,
     /// This hop's span, 16 lowercase hex digits.
     pub span_id: String,
+    /// The caller's span, when it sent one.
+    pub parent_span_id: Option<String>,
 }
 
 impl TraceContext {
     /// A new span continuing `traceparent` if it is valid, else a new
     /// trace.
     pub fn continue_from(traceparent: Option<&str>) -> Self {
-        let trace_id = traceparent
-            .and_then(parse_traceparent)
-            .map(|(trace, _)| trace)
-            .unwrap_or_else(random_hex::<16>);
+        let (trace_id, parent_span_id) = match traceparent.and_then(parse_traceparent) {
+            Some((trace, parent)) => (trace, Some(parent)),
+            None => (random_hex::<16>(), None),
+        };
         Self {
             trace_id,
             span_id: random_hex::<8>(),
+            parent_span_id,
+        }
+    }
+
+    /// With an OpenTelemetry exporter installed: makes `span` the caller's
+    /// span's child in the exported trace, and takes the ids the exporter
+    /// gave it (a new trace gets the exporter's trace id), so that logs,
+    /// `traceparent` headers, events and exported spans agree. Without
+    /// one, nothing changes.
+    fn export_as(&mut self, span: &tracing::Span) {
+        use opentelemetry::trace::{
+            SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+        };
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+        if let (Ok(trace_id), Some(Ok(parent))) = (
+            TraceId::from_hex(&self.trace_id),
+            self.parent_span_id.as_deref().map(SpanId::from_hex),
+        ) {
+            let caller = SpanContext::new(
+                trace_id,
+                parent,
+                TraceFlags::SAMPLED,
+                true,
+                TraceState::NONE,
+            );
+            if span
+                .set_parent(opentelemetry::Context::new().with_remote_span_context(caller))
+                .is_err()
+            {
+                return;
+            }
+        }
+        let context = span.context();
+        let exported = context.span().span_context().clone();
+        if exported.is_valid() {
+            self.trace_id = exported.trace_id().to_string();
+            self.span_id = exported.span_id().to_string();
         }
     }
 
@@ -121,7 +161,17 @@ pub async fn request_context(
         .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let trace = TraceContext::continue_from(incoming.as_deref());
+    let mut trace = TraceContext::continue_from(incoming.as_deref());
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format!("{method} {route}"),
+        %method,
+        route = %route,
+        request_id = %request_id,
+        trace_id = tracing::field::Empty,
+    );
+    trace.export_as(&span);
+    span.record("trace_id", tracing::field::display(&trace.trace_id));
 
     // The next hop (the gateway's upstream) sees this span as its parent.
     let headers = request.headers_mut();
@@ -131,14 +181,6 @@ pub async fn request_context(
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert(REQUEST_ID, value);
     }
-
-    let span = tracing::info_span!(
-        "request",
-        %method,
-        route = %route,
-        request_id = %request_id,
-        trace_id = %trace.trace_id,
-    );
     let traceparent = trace.traceparent();
     let mut response = CURRENT_TRACE
         .scope(trace, next.run(request).instrument(span.clone()))

@@ -49,8 +49,16 @@ pub struct ElasticsearchIndex {
 impl ElasticsearchIndex {
     /// A client of the cluster at `url` (`http://user:password@host:9200`;
     /// credentials in the URL become basic authentication), for the index
-    /// named `index`. Nothing is sent until it is used.
+    /// named `index`. Nothing is sent until it is used. The process's
+    /// rustls crypto provider must be installed.
     pub fn new(url: &str, index: &str) -> Result<Self, SearchError> {
+        // The HTTP client takes the process's TLS provider, which the
+        // program installs at start.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            return Err(SearchError::Config(
+                "no TLS crypto provider is installed in this process".into(),
+            ));
+        }
         let mut url = Url::parse(url).map_err(|err| SearchError::Config(err.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(SearchError::Config(format!(
