@@ -73,6 +73,11 @@ pub struct ControlSettings {
     pub user: ServiceSettings,
     /// The studio service.
     pub studio: ServiceSettings,
+    /// Milliseconds a service running alone keeps serving after SIGTERM,
+    /// no longer ready, so that gateways stop sending to it before it
+    /// closes its connections: more than the gateways' health-check
+    /// interval.
+    pub drain_ms: u64,
 }
 
 /// `[control.user]`, `[control.studio]`: one service.
@@ -208,6 +213,7 @@ impl Default for ControlSettings {
             amqp_url: None,
             elasticsearch_url: None,
             elasticsearch_index: "buildstream-studios".to_owned(),
+            drain_ms: 5000,
             user: ServiceSettings::default(),
             studio: ServiceSettings::default(),
         }
@@ -403,6 +409,9 @@ pub struct Overrides {
     /// Milliseconds between the gateway's health checks of an instance.
     #[arg(long, env = "BUILDSTREAM_CHECK_INTERVAL_MS", global = true)]
     pub check_interval_ms: Option<u64>,
+    /// Milliseconds a service keeps serving, not ready, after SIGTERM.
+    #[arg(long, env = "BUILDSTREAM_DRAIN_MS", global = true)]
+    pub drain_ms: Option<u64>,
     /// API requests one client may make per minute at the gateway.
     #[arg(long, env = "BUILDSTREAM_API_PER_MINUTE", global = true)]
     pub api_per_minute: Option<u64>,
@@ -535,6 +544,9 @@ impl Settings {
         }
         if o.name_server.is_some() {
             self.gateway.name_server = o.name_server;
+        }
+        if let Some(v) = o.drain_ms {
+            self.control.drain_ms = v;
         }
         if let Some(v) = o.check_interval_ms {
             self.gateway.check_interval_ms = v;

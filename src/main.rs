@@ -165,6 +165,7 @@ fn init_tracing(role: &str) -> anyhow::Result<Option<SdkTracerProvider>> {
     let exporter = otlp_exporter(role)?;
     let spans = exporter.as_ref().map(|provider| {
         use opentelemetry::trace::TracerProvider as _;
+        buildstream_service::telemetry::exporting_spans();
         tracing_opentelemetry::layer().with_tracer(provider.tracer("buildstream"))
     });
     tracing_subscriber::registry()

@@ -47,6 +47,9 @@ impl ControlPlane {
             ("BUILDSTREAM_USER_DATABASE_URL", user_db.url().unwrap()),
             ("BUILDSTREAM_STUDIO_DATABASE_URL", studio_db.url().unwrap()),
             ("BUILDSTREAM_LOG", "info".to_owned()),
+            // Stopping services stay a little longer than the gateway's
+            // health-check interval below.
+            ("BUILDSTREAM_DRAIN_MS", "10000".to_owned()),
         ];
         let dns = dns::TestDns::start().await;
         let user_ports = [free_tcp_port(), free_tcp_port()];
@@ -135,6 +138,15 @@ impl ControlPlane {
     }
 
     /// Kills an instance: it vanishes with requests in flight.
+    /// The instance's process, while it runs.
+    fn instance_proc(&mut self, service: &str, i: usize) -> &mut Proc {
+        let slot = match service {
+            "user" => &mut self.users[i],
+            _ => &mut self.studios[i],
+        };
+        slot.as_mut().expect("instance started")
+    }
+
     fn kill_instance(&mut self, service: &str, i: usize) {
         let slot = match service {
             "user" => &mut self.users[i],
@@ -273,6 +285,124 @@ async fn requests_keep_succeeding_while_instances_stop_and_return() {
     eprintln!("{sent} requests through the gateway while instances stopped and returned");
     assert!(failures.is_empty(), "failed requests: {failures:?}");
     assert!(sent > 100, "only {sent} requests were sent");
+
+    // A graceful stop loses nothing, not even requests that must not be
+    // sent twice: the stopping instances say they are not ready, the
+    // gateway stops sending to them, and only then do they close.
+    plane.start_instance("studio", 1);
+    plane.start_instance("user", 1);
+    for port in [plane.studio_ports[1], plane.user_ports[1]] {
+        plane
+            .wait_instance(port, "healthy", |i| i["healthy"] == true)
+            .await;
+    }
+    let stop = Arc::new(Mutex::new(false));
+    let loads: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(changing_load(plane.gateway_url.clone(), stop.clone())))
+        .collect();
+    // The load's requests close the returned instances' breakers.
+    for port in [plane.studio_ports[1], plane.user_ports[1]] {
+        plane
+            .wait_instance(port, "back", |i| i["breaker"] == "closed")
+            .await;
+    }
+    let stopped_at = std::time::Instant::now();
+    plane.instance_proc("studio", 0).terminate();
+    plane.instance_proc("user", 0).terminate();
+    for port in [plane.studio_ports[0], plane.user_ports[0]] {
+        plane
+            .wait_instance(port, "out of the pool", |i| i["healthy"] == false)
+            .await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while plane.instance_proc("studio", 0).is_running()
+        || plane.instance_proc("user", 0).is_running()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stopping instances never exited"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "stopping instances drained and exited after {:?}",
+        stopped_at.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    *stop.lock().unwrap() = true;
+    let (mut sent, mut failures) = (0, Vec::new());
+    for load in loads {
+        let (n, failed) = load.await.unwrap();
+        sent += n;
+        failures.extend(failed);
+    }
+    eprintln!(
+        "{sent} changing requests (POST, DELETE, refresh) while instances stopped gracefully"
+    );
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(sent > 50, "only {sent} requests were sent");
+}
+
+/// Requests that change something and must not be repeated, until `stop`:
+/// a studio created and deleted, a refresh token rotated (a refresh applied
+/// but answered as failed would break the chain).
+async fn changing_load(base: String, stop: Arc<Mutex<bool>>) -> (usize, Vec<String>) {
+    let api = Api::sign_up(&base).await;
+    let http = reqwest::Client::new();
+    let mut refresh_token = api.refresh_token.clone();
+    let mut sent = 0;
+    let mut failures = Vec::new();
+    while !*stop.lock().unwrap() {
+        sent += 1;
+        let created = http
+            .post(format!("{base}/api/v1/studios"))
+            .bearer_auth(&api.token)
+            .json(&json!({"name": "Drained"}))
+            .send()
+            .await;
+        match created {
+            Ok(response) if response.status() == 201 => {
+                let id = response.json::<Value>().await.unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                sent += 1;
+                match http
+                    .delete(format!("{base}/api/v1/studios/{id}"))
+                    .bearer_auth(&api.token)
+                    .send()
+                    .await
+                {
+                    Ok(response) if response.status() == 204 => {}
+                    Ok(response) => failures.push(format!("DELETE {}", response.status())),
+                    Err(err) => failures.push(format!("DELETE {err}")),
+                }
+            }
+            Ok(response) => failures.push(format!("POST {}", response.status())),
+            Err(err) => failures.push(format!("POST {err}")),
+        }
+        sent += 1;
+        let refreshed = http
+            .post(format!("{base}/api/v1/sessions/refresh"))
+            .json(&json!({ "refresh_token": refresh_token }))
+            .send()
+            .await;
+        match refreshed {
+            Ok(response) if response.status() == 200 => {
+                let tokens: Value = response.json().await.unwrap();
+                refresh_token = tokens["refresh_token"].as_str().unwrap().to_owned();
+            }
+            Ok(response) => {
+                failures.push(format!("refresh {}", response.status()));
+                break;
+            }
+            Err(err) => {
+                failures.push(format!("refresh {err}"));
+                break;
+            }
+        }
+    }
+    (sent, failures)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -7,13 +7,14 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use buildstream_backend::search::{ElasticsearchIndex, SharedIndex, TantivyIndex};
@@ -65,7 +66,41 @@ pub async fn run_service(
         Service::Studio => settings.control.studio_listen(),
     };
     let listener = bind(listen, service.name()).await?;
-    serve(listener, router, service.name(), cancel).await
+    let draining = Arc::new(AtomicBool::new(false));
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        draining.clone(),
+        not_ready_while_draining,
+    ));
+    let stop = CancellationToken::new();
+    let drain = Duration::from_millis(settings.control.drain_ms);
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            cancel.cancelled().await;
+            draining.store(true, Ordering::SeqCst);
+            tracing::info!(
+                ms = drain.as_millis() as u64,
+                "draining: not ready, serving until gateways have stopped sending"
+            );
+            tokio::time::sleep(drain).await;
+            stop.cancel();
+        }
+    });
+    serve(listener, router, service.name(), stop).await
+}
+
+/// While `draining`, `/readyz` says so: a service stopping keeps serving
+/// what it is sent until the gateways' next health check takes it out of
+/// their pools, and closes no connection a request may be on its way over.
+async fn not_ready_while_draining(
+    State(draining): State<Arc<AtomicBool>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if draining.load(Ordering::SeqCst) && request.uri().path() == "/readyz" {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
+    }
+    next.run(request).await
 }
 
 /// Runs the gateway alone until `cancel` fires.

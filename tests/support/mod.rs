@@ -96,6 +96,16 @@ impl Proc {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// SIGTERM, without waiting.
+    pub fn terminate(&self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+        }
+    }
+
     /// SIGTERM, then SIGKILL after a grace period.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -478,6 +488,7 @@ pub struct Api {
     pub base: String,
     pub http: reqwest::Client,
     pub token: String,
+    pub refresh_token: String,
 }
 
 impl Api {
@@ -505,6 +516,7 @@ impl Api {
             base: base.to_owned(),
             http,
             token: tokens["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: tokens["refresh_token"].as_str().unwrap().to_owned(),
         }
     }
 

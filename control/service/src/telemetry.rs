@@ -48,11 +48,10 @@ impl TraceContext {
         }
     }
 
-    /// With an OpenTelemetry exporter installed: makes `span` the caller's
-    /// span's child in the exported trace, and takes the ids the exporter
-    /// gave it (a new trace gets the exporter's trace id), so that logs,
-    /// `traceparent` headers, events and exported spans agree. Without
-    /// one, nothing changes.
+    /// Makes `span` the caller's span's child in the exported trace, and
+    /// takes the ids the exporter gave it (a new trace gets the exporter's
+    /// trace id), so that logs, `traceparent` headers, events and exported
+    /// spans agree.
     fn export_as(&mut self, span: &tracing::Span) {
         use opentelemetry::trace::{
             SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
@@ -135,6 +134,15 @@ tokio::task_local! {
     pub static CURRENT_TRACE: TraceContext;
 }
 
+/// Whether spans are exported (an OpenTelemetry layer is installed).
+static SPANS_EXPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Says that this process exports its spans: requests' spans then join
+/// their callers' exported traces ([`request_context`]).
+pub fn exporting_spans() {
+    SPANS_EXPORTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The `traceparent` of the request being handled on this task, if any.
 pub fn current_traceparent() -> Option<String> {
     CURRENT_TRACE.try_with(TraceContext::traceparent).ok()
@@ -164,13 +172,17 @@ pub async fn request_context(
     let mut trace = TraceContext::continue_from(incoming.as_deref());
     let span = tracing::info_span!(
         "request",
-        otel.name = %format!("{method} {route}"),
         %method,
         route = %route,
         request_id = %request_id,
         trace_id = tracing::field::Empty,
+        otel.name = tracing::field::Empty,
     );
-    trace.export_as(&span);
+    if SPANS_EXPORTED.load(std::sync::atomic::Ordering::Relaxed) {
+        // The exported span's name; logs without an exporter stay as they were.
+        span.record("otel.name", format!("{method} {route}"));
+        trace.export_as(&span);
+    }
     span.record("trace_id", tracing::field::display(&trace.trace_id));
 
     // The next hop (the gateway's upstream) sees this span as its parent.
