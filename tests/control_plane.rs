@@ -446,25 +446,16 @@ async fn search_follows_events_sign_in_is_limited_and_foreign_tokens_are_refused
     buildstream_backend::testing::delete_amqp_queues(&[&queue]).await;
 
     // Every service and the gateway count their requests for Prometheus.
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&format!("{base}/metrics")).await;
     assert!(
         metrics.contains("http_requests_total{service=\"gateway\""),
         "{metrics}"
     );
-    let metrics = reqwest::get(format!(
+    let metrics = get_text(&format!(
         "http://127.0.0.1:{}/metrics",
         plane.studio_ports[0]
     ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    .await;
     assert!(
         metrics.contains("http_requests_total{service=\"studio\""),
         "{metrics}"
@@ -476,12 +467,7 @@ async fn search_follows_events_sign_in_is_limited_and_foreign_tokens_are_refused
     assert_eq!(docs.status(), 200);
     let page = docs.text().await.unwrap();
     assert!(page.contains("swagger"), "{page}");
-    let config = reqwest::get(format!("{base}/docs/swagger-initializer.js"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let config = get_text(&format!("{base}/docs/swagger-initializer.js")).await;
     assert!(config.contains("/openapi/studio.json"), "{config}");
     for (service, path) in [
         ("user", "/api/v1/sessions/refresh"),

@@ -182,12 +182,7 @@ async fn go_live(deployment: &Deployment, ca: &TestCa) {
         .then_some(())
     })
     .await;
-    let edge_metrics = reqwest::get(format!("{}/metrics", deployment.edge_http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let edge_metrics = get_text(&format!("{}/metrics", deployment.edge_http)).await;
     assert!(
         edge_metrics.contains("edge_webrtc_sessions"),
         "{edge_metrics}"

@@ -152,6 +152,16 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
     }
 }
 
+/// The body of `GET url`, which must answer.
+pub async fn get_text(url: &str) -> String {
+    reqwest::get(url)
+        .await
+        .unwrap_or_else(|err| panic!("GET {url}: {err}"))
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Like [`wait_for`], for checks that are futures.
 pub async fn wait_for_async<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
+use buildstream_service::openapi::ErrorBody;
 use buildstream_service::{secret, text, ApiError, ApiJson, ApiPath, ApiQuery, NodeAuth, UserAuth};
 use serde::{Deserialize, Serialize};
 
@@ -239,13 +240,19 @@ fn check_tags(tags: &[String]) -> Result<String, ApiError> {
     serde_json::to_string(&kept).map_err(|err| ApiError::internal(err.to_string()))
 }
 
-#[utoipa::path(post, path = "/api/v1/studios", tag = "studios", security(("user" = [])), request_body = CreateStudio,
+#[utoipa::path(
+    post,
+    path = "/api/v1/studios",
+    tag = "studios",
+    security(("user" = [])),
+    request_body = CreateStudio,
     responses(
         (status = 201, description = "Created", body = StudioView),
-        (status = 400, description = "Invalid input", body = buildstream_service::openapi::ErrorBody),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 409, description = "Studio limit reached", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 409, description = "Studio limit reached", body = ErrorBody),
+    ),
+)]
 async fn create_studio(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -281,11 +288,17 @@ struct StudioFilter {
     q: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/studios", tag = "studios", security(("user" = [])), params(("q" = Option<String>, Query, description = "Part of the name")),
+#[utoipa::path(
+    get,
+    path = "/api/v1/studios",
+    tag = "studios",
+    security(("user" = [])),
+    params(("q" = Option<String>, Query, description = "Part of the name")),
     responses(
         (status = 200, description = "The caller's studios", body = Vec<StudioView>),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 401, description = "No valid token", body = ErrorBody),
+    ),
+)]
 async fn list_studios(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -311,12 +324,18 @@ async fn list_studios(
     Ok(Json(views))
 }
 
-#[utoipa::path(get, path = "/api/v1/studios/{id}", tag = "studios", security(("user" = [])), params(("id" = String, Path, description = "Studio id")),
+#[utoipa::path(
+    get,
+    path = "/api/v1/studios/{id}",
+    tag = "studios",
+    security(("user" = [])),
+    params(("id" = String, Path, description = "Studio id")),
     responses(
         (status = 200, description = "The studio", body = StudioView),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = ErrorBody),
+    ),
+)]
 async fn read_studio(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -327,14 +346,21 @@ async fn read_studio(
     Ok(Json(studio_view(row, live)))
 }
 
-#[utoipa::path(patch, path = "/api/v1/studios/{id}", tag = "studios", security(("user" = [])), params(("id" = String, Path, description = "Studio id")), request_body = UpdateStudio,
+#[utoipa::path(
+    patch,
+    path = "/api/v1/studios/{id}",
+    tag = "studios",
+    security(("user" = [])),
+    params(("id" = String, Path, description = "Studio id")),
+    request_body = UpdateStudio,
     responses(
         (status = 200, description = "Updated", body = StudioView),
-        (status = 400, description = "Invalid input", body = buildstream_service::openapi::ErrorBody),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
-        (status = 409, description = "The output cannot change while live", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = ErrorBody),
+        (status = 409, description = "The output cannot change while live", body = ErrorBody),
+    ),
+)]
 async fn update_studio(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -386,12 +412,18 @@ fn studio_event(kind: &str, row: &StudioRow) -> buildstream_backend::Event {
     )
 }
 
-#[utoipa::path(delete, path = "/api/v1/studios/{id}", tag = "studios", security(("user" = [])), params(("id" = String, Path, description = "Studio id")),
+#[utoipa::path(
+    delete,
+    path = "/api/v1/studios/{id}",
+    tag = "studios",
+    security(("user" = [])),
+    params(("id" = String, Path, description = "Studio id")),
     responses(
         (status = 204, description = "Deleted, its broadcast stopped"),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = ErrorBody),
+    ),
+)]
 async fn delete_studio(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -502,13 +534,20 @@ fn source_view(edges: &EdgeUrls, row: SourceRow, key: Option<String>) -> SourceV
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/studios/{id}/sources", tag = "sources", security(("user" = [])), params(("id" = String, Path, description = "Studio id")), request_body = CreateSource,
+#[utoipa::path(
+    post,
+    path = "/api/v1/studios/{id}/sources",
+    tag = "sources",
+    security(("user" = [])),
+    params(("id" = String, Path, description = "Studio id")),
+    request_body = CreateSource,
     responses(
         (status = 201, description = "Created; the stream key is shown this once", body = SourceView),
-        (status = 400, description = "Invalid input", body = buildstream_service::openapi::ErrorBody),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = ErrorBody),
+    ),
+)]
 async fn create_source(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -544,12 +583,18 @@ async fn create_source(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/studios/{id}/sources", tag = "sources", security(("user" = [])), params(("id" = String, Path, description = "Studio id")),
+#[utoipa::path(
+    get,
+    path = "/api/v1/studios/{id}/sources",
+    tag = "sources",
+    security(("user" = [])),
+    params(("id" = String, Path, description = "Studio id")),
     responses(
         (status = 200, description = "Sources, without keys", body = Vec<SourceView>),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = ErrorBody),
+    ),
+)]
 async fn list_sources(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -565,12 +610,18 @@ async fn list_sources(
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/studios/{id}/sources/{source}/key", tag = "sources", security(("user" = [])), params(("id" = String, Path, description = "Studio id"), ("source" = String, Path, description = "Source id")),
+#[utoipa::path(
+    post,
+    path = "/api/v1/studios/{id}/sources/{source}/key",
+    tag = "sources",
+    security(("user" = [])),
+    params(("id" = String, Path, description = "Studio id"), ("source" = String, Path, description = "Source id")),
     responses(
         (status = 200, description = "A new key; the old one stops working", body = SourceView),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = ErrorBody),
+    ),
+)]
 async fn rotate_source_key(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -599,12 +650,18 @@ async fn rotate_source_key(
     )))
 }
 
-#[utoipa::path(delete, path = "/api/v1/studios/{id}/sources/{source}", tag = "sources", security(("user" = [])), params(("id" = String, Path, description = "Studio id"), ("source" = String, Path, description = "Source id")),
+#[utoipa::path(
+    delete,
+    path = "/api/v1/studios/{id}/sources/{source}",
+    tag = "sources",
+    security(("user" = [])),
+    params(("id" = String, Path, description = "Studio id"), ("source" = String, Path, description = "Source id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = ErrorBody),
+    ),
+)]
 async fn delete_source(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -738,13 +795,20 @@ fn looks_numeric(host: &str) -> bool {
                 .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit())))
 }
 
-#[utoipa::path(post, path = "/api/v1/studios/{id}/destinations", tag = "destinations", security(("user" = [])), params(("id" = String, Path, description = "Studio id")), request_body = CreateDestination,
+#[utoipa::path(
+    post,
+    path = "/api/v1/studios/{id}/destinations",
+    tag = "destinations",
+    security(("user" = [])),
+    params(("id" = String, Path, description = "Studio id")),
+    request_body = CreateDestination,
     responses(
         (status = 201, description = "Created", body = DestinationView),
-        (status = 400, description = "Invalid input", body = buildstream_service::openapi::ErrorBody),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = ErrorBody),
+    ),
+)]
 async fn create_destination(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -795,12 +859,18 @@ async fn create_destination(
     Ok((StatusCode::CREATED, Json(destination_view(row))))
 }
 
-#[utoipa::path(get, path = "/api/v1/studios/{id}/destinations", tag = "destinations", security(("user" = [])), params(("id" = String, Path, description = "Studio id")),
+#[utoipa::path(
+    get,
+    path = "/api/v1/studios/{id}/destinations",
+    tag = "destinations",
+    security(("user" = [])),
+    params(("id" = String, Path, description = "Studio id")),
     responses(
         (status = 200, description = "Destinations, keys masked", body = Vec<DestinationView>),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = ErrorBody),
+    ),
+)]
 async fn list_destinations(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -811,12 +881,18 @@ async fn list_destinations(
     Ok(Json(rows.into_iter().map(destination_view).collect()))
 }
 
-#[utoipa::path(delete, path = "/api/v1/studios/{id}/destinations/{dest}", tag = "destinations", security(("user" = [])), params(("id" = String, Path, description = "Studio id"), ("dest" = String, Path, description = "Destination id")),
+#[utoipa::path(
+    delete,
+    path = "/api/v1/studios/{id}/destinations/{dest}",
+    tag = "destinations",
+    security(("user" = [])),
+    params(("id" = String, Path, description = "Studio id"), ("dest" = String, Path, description = "Destination id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = ErrorBody),
+    ),
+)]
 async fn delete_destination(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -841,12 +917,18 @@ async fn delete_destination(
 
 // ---- scene ------------------------------------------------------------
 
-#[utoipa::path(get, path = "/api/v1/studios/{id}/scene", tag = "scene", security(("user" = [])), params(("id" = String, Path, description = "Studio id")),
+#[utoipa::path(
+    get,
+    path = "/api/v1/studios/{id}/scene",
+    tag = "scene",
+    security(("user" = [])),
+    params(("id" = String, Path, description = "Studio id")),
     responses(
         (status = 200, description = "The scene", body = Scene),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = ErrorBody),
+    ),
+)]
 async fn read_scene(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -856,13 +938,20 @@ async fn read_scene(
     Ok(Json(studio.scene()))
 }
 
-#[utoipa::path(put, path = "/api/v1/studios/{id}/scene", tag = "scene", security(("user" = [])), params(("id" = String, Path, description = "Studio id")), request_body = Scene,
+#[utoipa::path(
+    put,
+    path = "/api/v1/studios/{id}/scene",
+    tag = "scene",
+    security(("user" = [])),
+    params(("id" = String, Path, description = "Studio id")),
+    request_body = Scene,
     responses(
         (status = 200, description = "Stored, and sent to the origin when live", body = Scene),
-        (status = 400, description = "Invalid input", body = buildstream_service::openapi::ErrorBody),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = ErrorBody),
+    ),
+)]
 async fn put_scene(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -932,14 +1021,20 @@ struct DestinationStatusView {
     status: DestinationStatus,
 }
 
-#[utoipa::path(post, path = "/api/v1/studios/{id}/broadcast", tag = "broadcast", security(("user" = [])), params(("id" = String, Path, description = "Studio id")),
+#[utoipa::path(
+    post,
+    path = "/api/v1/studios/{id}/broadcast",
+    tag = "broadcast",
+    security(("user" = [])),
+    params(("id" = String, Path, description = "Studio id")),
     responses(
         (status = 201, description = "Live: the origin composes and restreams", body = BroadcastView),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
-        (status = 409, description = "Already live, or no destination", body = buildstream_service::openapi::ErrorBody),
-        (status = 503, description = "No origin available", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = ErrorBody),
+        (status = 409, description = "Already live, or no destination", body = ErrorBody),
+        (status = 503, description = "No origin available", body = ErrorBody),
+    ),
+)]
 async fn start_broadcast(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -1011,12 +1106,18 @@ async fn start_broadcast(
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
-#[utoipa::path(get, path = "/api/v1/studios/{id}/broadcast", tag = "broadcast", security(("user" = [])), params(("id" = String, Path, description = "Studio id")),
+#[utoipa::path(
+    get,
+    path = "/api/v1/studios/{id}/broadcast",
+    tag = "broadcast",
+    security(("user" = [])),
+    params(("id" = String, Path, description = "Studio id")),
     responses(
         (status = 200, description = "The broadcast and each destination's state", body = BroadcastView),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = ErrorBody),
+    ),
+)]
 async fn read_broadcast(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -1079,12 +1180,18 @@ async fn read_broadcast(
 /// How long a viewer token handed to the host stays valid.
 const VIEWER_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
 
-#[utoipa::path(delete, path = "/api/v1/studios/{id}/broadcast", tag = "broadcast", security(("user" = [])), params(("id" = String, Path, description = "Studio id")),
+#[utoipa::path(
+    delete,
+    path = "/api/v1/studios/{id}/broadcast",
+    tag = "broadcast",
+    security(("user" = [])),
+    params(("id" = String, Path, description = "Studio id")),
     responses(
         (status = 204, description = "Stopped"),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = ErrorBody),
+    ),
+)]
 async fn stop_broadcast(
     State(service): State<StudioService>,
     auth: UserAuth,
@@ -1128,12 +1235,18 @@ struct IngestGrant {
     source: String,
 }
 
-#[utoipa::path(post, path = "/internal/v1/ingest/authorize", tag = "internal", security(("node" = [])), request_body = AuthorizeIngest,
+#[utoipa::path(
+    post,
+    path = "/internal/v1/ingest/authorize",
+    tag = "internal",
+    security(("node" = [])),
+    request_body = AuthorizeIngest,
     responses(
         (status = 200, description = "The stream key is valid", body = IngestGrant),
-        (status = 403, description = "Unknown key", body = buildstream_service::openapi::ErrorBody),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 403, description = "Unknown key", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    ),
+)]
 async fn authorize_ingest(
     State(service): State<StudioService>,
     _node: NodeAuth,
@@ -1175,12 +1288,18 @@ struct PlaybackGrant {
 }
 
 /// An edge asks whether a player's token may watch a studio's program.
-#[utoipa::path(post, path = "/internal/v1/playback/authorize", tag = "internal", security(("node" = [])), request_body = AuthorizePlayback,
+#[utoipa::path(
+    post,
+    path = "/internal/v1/playback/authorize",
+    tag = "internal",
+    security(("node" = [])),
+    request_body = AuthorizePlayback,
     responses(
         (status = 200, description = "The viewer may play", body = PlaybackGrant),
-        (status = 403, description = "Refused", body = buildstream_service::openapi::ErrorBody),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 403, description = "Refused", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    ),
+)]
 async fn authorize_playback(
     State(service): State<StudioService>,
     _node: NodeAuth,
@@ -1220,12 +1339,18 @@ struct ProgramLocation {
 }
 
 /// Where an edge reads a live studio's program: its origin's mesh endpoint.
-#[utoipa::path(get, path = "/internal/v1/studios/{id}/program", tag = "internal", security(("node" = [])), params(("id" = String, Path, description = "Studio id")),
+#[utoipa::path(
+    get,
+    path = "/internal/v1/studios/{id}/program",
+    tag = "internal",
+    security(("node" = [])),
+    params(("id" = String, Path, description = "Studio id")),
     responses(
         (status = 200, description = "Where the program is composed", body = ProgramLocation),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 404, description = "Not live", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "Not live", body = ErrorBody),
+    ),
+)]
 async fn program_location(
     State(service): State<StudioService>,
     _node: NodeAuth,
@@ -1246,12 +1371,19 @@ async fn program_location(
     }))
 }
 
-#[utoipa::path(put, path = "/internal/v1/nodes/{id}", tag = "internal", security(("node" = [])), params(("id" = String, Path, description = "Node id")), request_body = NodeInfo,
+#[utoipa::path(
+    put,
+    path = "/internal/v1/nodes/{id}",
+    tag = "internal",
+    security(("node" = [])),
+    params(("id" = String, Path, description = "Node id")),
+    request_body = NodeInfo,
     responses(
         (status = 200, description = "Registered for a while; origins learn their broadcasts", body = HeartbeatAnswer),
-        (status = 400, description = "Invalid input", body = buildstream_service::openapi::ErrorBody),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    ),
+)]
 async fn node_heartbeat(
     State(service): State<StudioService>,
     _node: NodeAuth,
@@ -1360,11 +1492,17 @@ struct NodeFilter {
     role: Role,
 }
 
-#[utoipa::path(get, path = "/internal/v1/nodes", tag = "internal", security(("node" = [])), params(("role" = Role, Query, description = "edge or origin")),
+#[utoipa::path(
+    get,
+    path = "/internal/v1/nodes",
+    tag = "internal",
+    security(("node" = [])),
+    params(("role" = Role, Query, description = "edge or origin")),
     responses(
         (status = 200, description = "Nodes heard from lately", body = Vec<NodeInfo>),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 401, description = "No valid token", body = ErrorBody),
+    ),
+)]
 async fn list_nodes(
     State(service): State<StudioService>,
     _node: NodeAuth,

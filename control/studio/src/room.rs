@@ -22,6 +22,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use buildstream_service::openapi::ErrorBody;
 use buildstream_service::{ApiError, ApiJson, ApiPath, NodeAuth};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -202,12 +203,19 @@ struct InviteView {
     expires_in_seconds: u64,
 }
 
-#[utoipa::path(post, path = "/api/v1/studios/{id}/invites", tag = "room", security(("user" = [])), params(("id" = String, Path, description = "Studio id")), request_body = CreateInvite,
+#[utoipa::path(
+    post,
+    path = "/api/v1/studios/{id}/invites",
+    tag = "room",
+    security(("user" = [])),
+    params(("id" = String, Path, description = "Studio id")),
+    request_body = CreateInvite,
     responses(
         (status = 201, description = "An invite link token", body = InviteView),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = ErrorBody),
+    ),
+)]
 async fn create_invite(
     State(service): State<StudioService>,
     headers: HeaderMap,
@@ -255,12 +263,18 @@ struct GuestPass {
     participant: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/studios/{id}/room/guests", tag = "room", params(("id" = String, Path, description = "Studio id")), request_body = RedeemInvite,
+#[utoipa::path(
+    post,
+    path = "/api/v1/studios/{id}/room/guests",
+    tag = "room",
+    params(("id" = String, Path, description = "Studio id")),
+    request_body = RedeemInvite,
     responses(
         (status = 201, description = "A studio token for the guest", body = GuestPass),
-        (status = 400, description = "Invalid input", body = buildstream_service::openapi::ErrorBody),
-        (status = 403, description = "Invalid or expired invite", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 403, description = "Invalid or expired invite", body = ErrorBody),
+    ),
+)]
 async fn redeem_invite(
     State(service): State<StudioService>,
     ApiPath(id): ApiPath<String>,
@@ -370,13 +384,20 @@ async fn snapshot(
     })
 }
 
-#[utoipa::path(post, path = "/api/v1/studios/{id}/room/join", tag = "room", security(("user" = []), ("studio" = [])), params(("id" = String, Path, description = "Studio id")), request_body = Join,
+#[utoipa::path(
+    post,
+    path = "/api/v1/studios/{id}/room/join",
+    tag = "room",
+    security(("user" = []), ("studio" = [])),
+    params(("id" = String, Path, description = "Studio id")),
+    request_body = Join,
     responses(
         (status = 200, description = "In the room (guests wait until admitted)", body = JoinView),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 403, description = "Removed from this room", body = buildstream_service::openapi::ErrorBody),
-        (status = 409, description = "The room is full", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Removed from this room", body = ErrorBody),
+        (status = 409, description = "The room is full", body = ErrorBody),
+    ),
+)]
 async fn join(
     State(service): State<StudioService>,
     headers: HeaderMap,
@@ -471,12 +492,18 @@ fn unusable_key_digest() -> String {
     buildstream_service::secret::digest(&buildstream_service::secret::generate("none_"))
 }
 
-#[utoipa::path(get, path = "/api/v1/studios/{id}/room", tag = "room", security(("user" = []), ("studio" = [])), params(("id" = String, Path, description = "Studio id")),
+#[utoipa::path(
+    get,
+    path = "/api/v1/studios/{id}/room",
+    tag = "room",
+    security(("user" = []), ("studio" = [])),
+    params(("id" = String, Path, description = "Studio id")),
     responses(
         (status = 200, description = "Participants and scene; also keeps the caller present", body = RoomView),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 409, description = "Not joined", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 409, description = "Not joined", body = ErrorBody),
+    ),
+)]
 async fn read_room(
     State(service): State<StudioService>,
     headers: HeaderMap,
@@ -486,10 +513,16 @@ async fn read_room(
     Ok(Json(snapshot(&service, &id, &caller).await?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/studios/{id}/room/me", tag = "room", security(("user" = []), ("studio" = [])), params(("id" = String, Path, description = "Studio id")),
+#[utoipa::path(
+    delete,
+    path = "/api/v1/studios/{id}/room/me",
+    tag = "room",
+    security(("user" = []), ("studio" = [])),
+    params(("id" = String, Path, description = "Studio id")),
     responses(
         (status = 204, description = "Left"),
-    ))]
+    ),
+)]
 async fn leave(
     State(service): State<StudioService>,
     headers: HeaderMap,
@@ -512,11 +545,17 @@ struct ScreenView {
 }
 
 /// Makes sure the caller's screen source exists, before they share.
-#[utoipa::path(post, path = "/api/v1/studios/{id}/room/screen", tag = "room", security(("user" = []), ("studio" = [])), params(("id" = String, Path, description = "Studio id")),
+#[utoipa::path(
+    post,
+    path = "/api/v1/studios/{id}/room/screen",
+    tag = "room",
+    security(("user" = []), ("studio" = [])),
+    params(("id" = String, Path, description = "Studio id")),
     responses(
         (status = 200, description = "The source to publish the screen as", body = ScreenView),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 401, description = "No valid token", body = ErrorBody),
+    ),
+)]
 async fn screen_source(
     State(service): State<StudioService>,
     headers: HeaderMap,
@@ -545,11 +584,17 @@ async fn screen_source(
 }
 
 /// The caller stopped sharing their screen: it also leaves the stage.
-#[utoipa::path(delete, path = "/api/v1/studios/{id}/room/screen", tag = "room", security(("user" = []), ("studio" = [])), params(("id" = String, Path, description = "Studio id")),
+#[utoipa::path(
+    delete,
+    path = "/api/v1/studios/{id}/room/screen",
+    tag = "room",
+    security(("user" = []), ("studio" = [])),
+    params(("id" = String, Path, description = "Studio id")),
     responses(
         (status = 204, description = "Sharing stopped, the screen off stage"),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 401, description = "No valid token", body = ErrorBody),
+    ),
+)]
 async fn stop_screen(
     State(service): State<StudioService>,
     headers: HeaderMap,
@@ -583,12 +628,18 @@ async fn take_off_stage(
     Ok(())
 }
 
-#[utoipa::path(post, path = "/api/v1/studios/{id}/room/participants/{participant}/admit", tag = "room", security(("user" = [])), params(("id" = String, Path, description = "Studio id"), ("participant" = String, Path, description = "Participant id")),
+#[utoipa::path(
+    post,
+    path = "/api/v1/studios/{id}/room/participants/{participant}/admit",
+    tag = "room",
+    security(("user" = [])),
+    params(("id" = String, Path, description = "Studio id"), ("participant" = String, Path, description = "Participant id")),
     responses(
         (status = 204, description = "Admitted backstage"),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = ErrorBody),
+    ),
+)]
 async fn admit(
     State(service): State<StudioService>,
     headers: HeaderMap,
@@ -608,12 +659,18 @@ async fn admit(
 
 /// Removes a guest: off stage, out of the room, their token refused from
 /// now on.
-#[utoipa::path(delete, path = "/api/v1/studios/{id}/room/participants/{participant}", tag = "room", security(("user" = [])), params(("id" = String, Path, description = "Studio id"), ("participant" = String, Path, description = "Participant id")),
+#[utoipa::path(
+    delete,
+    path = "/api/v1/studios/{id}/room/participants/{participant}",
+    tag = "room",
+    security(("user" = [])),
+    params(("id" = String, Path, description = "Studio id"), ("participant" = String, Path, description = "Participant id")),
     responses(
         (status = 204, description = "Removed; their media ends and they cannot rejoin"),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 404, description = "No such studio of the caller's", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such studio of the caller's", body = ErrorBody),
+    ),
+)]
 async fn remove(
     State(service): State<StudioService>,
     headers: HeaderMap,
@@ -659,12 +716,18 @@ struct MediaGrant {
 }
 
 /// An edge asks whether a participant may publish or receive a source.
-#[utoipa::path(post, path = "/internal/v1/room/authorize", tag = "internal", security(("node" = [])), request_body = AuthorizeMedia,
+#[utoipa::path(
+    post,
+    path = "/internal/v1/room/authorize",
+    tag = "internal",
+    security(("node" = [])),
+    request_body = AuthorizeMedia,
     responses(
         (status = 200, description = "The participant may publish or play this source", body = MediaGrant),
-        (status = 403, description = "Refused", body = buildstream_service::openapi::ErrorBody),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 403, description = "Refused", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    ),
+)]
 async fn authorize_media(
     State(service): State<StudioService>,
     _node: NodeAuth,

@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use buildstream_backend::bus::Subscription;
 use buildstream_backend::search::{SearchPage, Sort, StudioDoc, StudioQuery};
 use buildstream_backend::{Event, SharedBus, SharedCache};
+use buildstream_service::openapi::ErrorBody;
 use buildstream_service::{ApiError, ApiQuery, UserAuth};
 use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
@@ -58,13 +59,19 @@ struct SearchParams {
     per_page: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/api/v1/search/studios", tag = "search", security(("user" = [])), params(SearchParams),
+#[utoipa::path(
+    get,
+    path = "/api/v1/search/studios",
+    tag = "search",
+    security(("user" = [])),
+    params(SearchParams),
     responses(
         (status = 200, description = "A page of the caller's studios, best match first", body = SearchPage),
-        (status = 400, description = "Invalid input", body = buildstream_service::openapi::ErrorBody),
-        (status = 401, description = "No valid token", body = buildstream_service::openapi::ErrorBody),
-        (status = 503, description = "The index is unavailable", body = buildstream_service::openapi::ErrorBody),
-    ))]
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 503, description = "The index is unavailable", body = ErrorBody),
+    ),
+)]
 async fn search(
     State(service): State<StudioService>,
     auth: UserAuth,

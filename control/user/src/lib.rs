@@ -173,12 +173,17 @@ pub struct Tokens {
     pub refresh_token: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = Registration,
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "users",
+    request_body = Registration,
     responses(
         (status = 201, description = "Registered", body = UserView),
         (status = 400, description = "Invalid e-mail, password or name", body = ErrorBody),
         (status = 409, description = "The e-mail is taken", body = ErrorBody),
-    ))]
+    ),
+)]
 async fn register(
     State(service): State<UserService>,
     ApiJson(body): ApiJson<Registration>,
@@ -208,11 +213,16 @@ async fn register(
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
-#[utoipa::path(get, path = "/api/v1/users/me", tag = "users", security(("user" = [])),
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/me",
+    tag = "users",
+    security(("user" = [])),
     responses(
         (status = 200, description = "The signed-in user", body = UserView),
         (status = 401, description = "No valid access token", body = ErrorBody),
-    ))]
+    ),
+)]
 async fn me(
     State(service): State<UserService>,
     auth: UserAuth,
@@ -225,12 +235,17 @@ async fn me(
     Ok(Json(user.into()))
 }
 
-#[utoipa::path(post, path = "/api/v1/sessions", tag = "users", request_body = Credentials,
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions",
+    tag = "users",
+    request_body = Credentials,
     responses(
         (status = 200, description = "Signed in", body = Tokens),
         (status = 401, description = "Wrong e-mail or password", body = ErrorBody),
         (status = 429, description = "Too many attempts (at the gateway)", body = ErrorBody),
-    ))]
+    ),
+)]
 async fn sign_in(
     State(service): State<UserService>,
     ApiJson(body): ApiJson<Credentials>,
@@ -252,11 +267,16 @@ async fn sign_in(
     tokens_for(&service, &user.id, &family).await.map(Json)
 }
 
-#[utoipa::path(post, path = "/api/v1/sessions/refresh", tag = "users", request_body = RefreshRequest,
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions/refresh",
+    tag = "users",
+    request_body = RefreshRequest,
     responses(
         (status = 200, description = "New tokens; the refresh token given is spent", body = Tokens),
         (status = 401, description = "Unknown, expired or replayed refresh token (a replay revokes its family)", body = ErrorBody),
-    ))]
+    ),
+)]
 async fn refresh(
     State(service): State<UserService>,
     ApiJson(body): ApiJson<RefreshRequest>,
@@ -266,8 +286,13 @@ async fn refresh(
     tokens_for(&service, &user_id, &family).await.map(Json)
 }
 
-#[utoipa::path(delete, path = "/api/v1/sessions", tag = "users", request_body = RefreshRequest,
-    responses((status = 204, description = "The session's refresh tokens are revoked")))]
+#[utoipa::path(
+    delete,
+    path = "/api/v1/sessions",
+    tag = "users",
+    request_body = RefreshRequest,
+    responses((status = 204, description = "The session's refresh tokens are revoked")),
+)]
 async fn sign_out(
     State(service): State<UserService>,
     ApiJson(body): ApiJson<RefreshRequest>,

@@ -98,19 +98,18 @@ impl ElasticsearchIndex {
             .send()
             .await
             .map_err(unreachable)?;
-        if response.status_code() == StatusCode::BAD_REQUEST {
-            let body = response_json(response).await?;
-            return match error_type(&body) {
-                Some("resource_already_exists_exception") => Ok(false),
-                _ => Err(refused(StatusCode::BAD_REQUEST, &body)),
-            };
-        }
-        checked(response).await?;
-        Ok(true)
+        let created = checked_unless(
+            response,
+            StatusCode::BAD_REQUEST,
+            "resource_already_exists_exception",
+        )
+        .await?;
+        Ok(created.is_some())
     }
 
-    /// Sends a partial update of one studio; a missing studio is `None`.
-    async fn update(&self, studio_id: &str, body: Value) -> Result<Option<()>, SearchError> {
+    /// Sends a partial update of one studio; one not in the index is left
+    /// out.
+    async fn update(&self, studio_id: &str, body: Value) -> Result<(), SearchError> {
         let response = self
             .client
             .update(UpdateParts::IndexId(&self.index, studio_id))
@@ -119,14 +118,13 @@ impl ElasticsearchIndex {
             .send()
             .await
             .map_err(unreachable)?;
-        if response.status_code() == StatusCode::NOT_FOUND {
-            let body = response_json(response).await?;
-            return match error_type(&body) {
-                Some("document_missing_exception") => Ok(None),
-                _ => Err(refused(StatusCode::NOT_FOUND, &body)),
-            };
-        }
-        checked(response).await.map(|_| Some(()))
+        checked_unless(
+            response,
+            StatusCode::NOT_FOUND,
+            "document_missing_exception",
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn bulk_index(&self, docs: &[StudioDoc]) -> Result<(), SearchError> {
@@ -173,12 +171,12 @@ impl StudioIndex for ElasticsearchIndex {
             fields.remove("live");
         }
         let body = json!({ "doc": fields, "upsert": source(&doc) });
-        self.update(&doc.studio_id, body).await.map(|_| ())
+        self.update(&doc.studio_id, body).await
     }
 
     async fn set_live(&self, studio_id: &str, live: bool) -> Result<(), SearchError> {
         let body = json!({ "doc": { "live": live } });
-        self.update(studio_id, body).await.map(|_| ())
+        self.update(studio_id, body).await
     }
 
     async fn remove(&self, studio_id: &str) -> Result<(), SearchError> {
@@ -363,8 +361,23 @@ async fn checked(response: Response) -> Result<Value, SearchError> {
     }
 }
 
-fn error_type(body: &Value) -> Option<&str> {
-    body["error"]["type"].as_str()
+/// Like [`checked`], except that an answer of `status` reporting an error
+/// of type `expected` is `None` (the outcome the caller can live with:
+/// already there, not there).
+async fn checked_unless(
+    response: Response,
+    status: StatusCode,
+    expected: &str,
+) -> Result<Option<Value>, SearchError> {
+    if response.status_code() != status {
+        return checked(response).await.map(Some);
+    }
+    let body = response_json(response).await?;
+    if body["error"]["type"].as_str() == Some(expected) {
+        Ok(None)
+    } else {
+        Err(refused(status, &body))
+    }
 }
 
 fn reason(error: &Value) -> String {
