@@ -1,7 +1,8 @@
 //! Spans exported over OTLP/HTTP when an endpoint is set: the control
 //! plane (`buildstream control`, every service behind the gateway) sends
 //! its request spans to a collector stand-in on loopback, in the caller's
-//! trace and under the caller's span.
+//! trace and under the caller's span, and so does the handling of the
+//! events a request causes.
 
 mod support;
 
@@ -116,6 +117,39 @@ async fn request_spans_reach_the_collector_in_the_callers_trace() {
             "spans not exported: {} batches, {} bytes",
             batches.len(),
             all.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // An event's handling joins the trace of the request that caused it:
+    // the search indexer's span for the studio created.
+    let api = Api::sign_up(&base).await;
+    let studio_trace = "5b8aa5a2d2c872e8321cf37308d69df2";
+    let created = api
+        .http
+        .post(format!("{base}/api/v1/studios"))
+        .bearer_auth(&api.token)
+        .header("traceparent", format!("00-{studio_trace}-{caller_span}-01"))
+        .json(&serde_json::json!({"name": "Traced"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let all: Vec<u8> = received
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, b)| b.clone())
+            .collect();
+        // Gateway, service and indexer spans.
+        if count(&all, &unhex(studio_trace)) >= 3 && count(&all, b"handle studio.created") >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the event's span was not exported in the request's trace"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -246,6 +246,26 @@ pub fn event(kind: &str, data: serde_json::Value) -> buildstream_backend::Event 
     buildstream_backend::Event::new(kind, data).with_traceparent(current_traceparent())
 }
 
+/// The span to handle `event` in: its lines carry the event's kind, id and
+/// the trace id of the request that caused it; exported, it is a child of
+/// that request's span.
+pub fn event_span(event: &buildstream_backend::Event) -> tracing::Span {
+    let mut trace = TraceContext::continue_from(event.traceparent.as_deref());
+    let span = tracing::info_span!(
+        "event",
+        kind = %event.kind,
+        event_id = %event.id,
+        trace_id = tracing::field::Empty,
+        otel.name = tracing::field::Empty,
+    );
+    if SPANS_EXPORTED.load(std::sync::atomic::Ordering::Relaxed) {
+        span.record("otel.name", format!("handle {}", event.kind));
+        trace.export_as(&span);
+    }
+    span.record("trace_id", tracing::field::display(&trace.trace_id));
+    span
+}
+
 /// `GET /metrics`: the Prometheus text format.
 pub async fn metrics_endpoint() -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
     let handle = metrics();

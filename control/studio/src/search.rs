@@ -20,6 +20,7 @@ use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::store::StudioRow;
 use crate::StudioService;
@@ -239,7 +240,8 @@ impl StudioService {
                                 while waits.get(&lock).await.map_err(|e| e.to_string())?.is_some() {
                                     tokio::time::sleep(Duration::from_millis(200)).await;
                                 }
-                                service.apply(&event).await
+                                let span = buildstream_service::telemetry::event_span(&event);
+                                service.apply(&event).instrument(span).await
                             }
                         },
                         cancel.clone(),
@@ -320,7 +322,8 @@ impl StudioService {
                     None => return,
                 },
             };
-            match self.apply(&delivery.event).await {
+            let span = buildstream_service::telemetry::event_span(&delivery.event);
+            match self.apply(&delivery.event).instrument(span).await {
                 Ok(()) => {
                     let _ = delivery.ack().await;
                 }
