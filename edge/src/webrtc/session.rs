@@ -114,6 +114,11 @@ impl Session {
         let is_publisher = driver.publish.is_some();
         let mut keyframe_clock = tokio::time::interval(KEYFRAME_EVERY);
         keyframe_clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A clock of its own, not a sleep made afresh on every turn of the
+        // loop: frames of one track arriving every 20 ms would otherwise
+        // keep the other track from ever being looked for again.
+        let mut resubscribe_clock = tokio::time::interval(RESUBSCRIBE_EVERY);
+        resubscribe_clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let end = loop {
             let timeout = driver.drain().await;
             if let Some(end) = driver.ended.take() {
@@ -159,7 +164,7 @@ impl Session {
                 _ = tokio::time::sleep_until(deadline) => driver.input(Input::Timeout(Instant::now())),
                 frame = next_frame(video_next) => driver.frame_out(MediaKind::Video, frame),
                 frame = next_frame(audio_next) => driver.frame_out(MediaKind::Audio, frame),
-                _ = tokio::time::sleep(RESUBSCRIBE_EVERY), if has_play => driver.resubscribe(),
+                _ = resubscribe_clock.tick(), if has_play => driver.resubscribe(),
                 _ = keyframe_requested(keyframe_wanted) => driver.request_keyframe_upstream(),
                 _ = keyframe_clock.tick(), if is_publisher && driver.connected => driver.request_keyframe_upstream(),
             }
@@ -370,7 +375,7 @@ impl Driver {
             output.refuse(&frame.config, "the receiver did not negotiate this codec");
             return;
         };
-        let pts_us = output.outgoing_us(frame.presentation_us(), kind);
+        let pts_us = output.outgoing_us(frame.presentation_us(), kind, Instant::now());
         let (time, data): (MediaTime, Vec<u8>) = match frame.config.codec {
             Codec::H264 => (
                 MediaTime::new(pts_us * 9 / 100, Frequency::NINETY_KHZ),
@@ -601,8 +606,9 @@ struct PlayedTrack {
     /// clock starts again (a reload, a reconnect): a receiver that saw time
     /// jump back would hold or drop the new frames.
     offset_us: i64,
-    /// The last timestamp sent, microseconds.
+    /// The last timestamp sent, microseconds, and when.
     last_out_us: Option<i64>,
+    last_out_at: Option<Instant>,
     /// A new track was subscribed; its first frame sets `offset_us`.
     rebase: bool,
 }
@@ -625,6 +631,7 @@ impl PlayedTrack {
             refused: None,
             offset_us: 0,
             last_out_us: None,
+            last_out_at: None,
             rebase: false,
         }
     }
@@ -642,21 +649,27 @@ impl PlayedTrack {
     }
 
     /// The timestamp to send for a frame presented at `pts_us` by the
-    /// current track: the first frame of a replacing track follows the
-    /// last one sent by one frame's time.
-    fn outgoing_us(&mut self, pts_us: i64, kind: MediaKind) -> u64 {
+    /// current track, sent at `now`: the first frame of a replacing track
+    /// follows the last one sent by the time that has passed since (at
+    /// least one frame's), so that media time keeps pace with the clock as
+    /// the receiver's jitter buffer expects.
+    fn outgoing_us(&mut self, pts_us: i64, kind: MediaKind, now: Instant) -> u64 {
         if std::mem::take(&mut self.rebase) {
             let step = match kind {
                 MediaKind::Video => 33_333,
                 MediaKind::Audio => 20_000,
             };
-            self.offset_us = match self.last_out_us {
-                Some(last) => last + step - pts_us,
-                None => 0,
+            self.offset_us = match (self.last_out_us, self.last_out_at) {
+                (Some(last), Some(at)) => {
+                    let gap = i64::try_from(now.duration_since(at).as_micros()).unwrap_or(i64::MAX);
+                    last.saturating_add(gap.max(step)) - pts_us
+                }
+                _ => 0,
             };
         }
         let out = pts_us.saturating_add(self.offset_us).max(0);
         self.last_out_us = Some(out);
+        self.last_out_at = Some(now);
         out as u64
     }
 
@@ -696,18 +709,34 @@ mod tests {
 
     #[test]
     fn timestamps_keep_going_forward_when_a_new_publisher_takes_over() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
         let mut track = PlayedTrack::new(None);
         track.rebase = true;
         // The first publisher's clock is kept as it is.
-        assert_eq!(track.outgoing_us(30_000_000, MediaKind::Video), 30_000_000);
-        assert_eq!(track.outgoing_us(30_033_333, MediaKind::Video), 30_033_333);
-        // Its successor starts again from zero; the receiver sees one
-        // frame's time pass, then the new track's own pace.
+        assert_eq!(
+            track.outgoing_us(30_000_000, MediaKind::Video, at(0)),
+            30_000_000
+        );
+        assert_eq!(
+            track.outgoing_us(30_033_333, MediaKind::Video, at(33)),
+            30_033_333
+        );
+        // Its successor, 2.5 s later, starts again from zero; the receiver
+        // sees media time advance by the 2.5 s that passed, then the new
+        // track's own pace.
         track.rebase = true;
-        assert_eq!(track.outgoing_us(0, MediaKind::Video), 30_066_666);
-        assert_eq!(track.outgoing_us(40_000, MediaKind::Video), 30_106_666);
-        // A publisher whose clock is ahead is brought back to follow on too.
+        assert_eq!(track.outgoing_us(0, MediaKind::Video, at(2533)), 32_533_333);
+        assert_eq!(
+            track.outgoing_us(40_000, MediaKind::Video, at(2573)),
+            32_573_333
+        );
+        // One replacing it at once still moves on by a frame; a publisher
+        // whose clock is ahead is brought back to follow on too.
         track.rebase = true;
-        assert_eq!(track.outgoing_us(90_000_000, MediaKind::Video), 30_139_999);
+        assert_eq!(
+            track.outgoing_us(90_000_000, MediaKind::Video, at(2573)),
+            32_606_666
+        );
     }
 }
