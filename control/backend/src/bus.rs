@@ -105,6 +105,10 @@ pub trait Bus: Send + Sync {
 
     /// Whether the bus can take events now (readiness).
     async fn ping(&self) -> Result<(), BusError>;
+
+    /// How many events wait in the durable queue `queue`, not yet
+    /// delivered; `None` when there is no such queue.
+    async fn depth(&self, queue: &str) -> Result<Option<u64>, BusError>;
 }
 
 /// A shared handle to whichever bus is configured.
@@ -223,9 +227,18 @@ where
 {
     const REMEMBER: Duration = Duration::from_secs(7 * 24 * 3600);
     let mut subscription = bus.subscribe(queue, patterns).await?;
+    let mut depth_clock = tokio::time::interval(DEPTH_EVERY);
+    depth_clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let delivery = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
+            _ = depth_clock.tick() => {
+                if let Ok(Some(depth)) = bus.depth(queue).await {
+                    metrics::gauge!("events_queue_depth", "queue" => queue.to_owned())
+                        .set(depth as f64);
+                }
+                continue;
+            }
             delivery = subscription.next() => match delivery {
                 Some(delivery) => delivery,
                 None => return Err(BusError::Closed),
@@ -262,6 +275,10 @@ where
         }
     }
 }
+
+/// How often a consumer reports its queue's depth
+/// (`events_queue_depth{queue}`).
+const DEPTH_EVERY: Duration = Duration::from_secs(10);
 
 /// The cache key that says `queue`'s consumer finished event `id`.
 pub fn done_key(queue: &str, id: &str) -> String {
@@ -475,6 +492,14 @@ impl Bus for LocalBus {
     async fn ping(&self) -> Result<(), BusError> {
         Ok(())
     }
+
+    async fn depth(&self, queue: &str) -> Result<Option<u64>, BusError> {
+        let queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(queues.get(queue).map(|q| {
+            let state = q.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.waiting.len() as u64
+        }))
+    }
 }
 
 // ---- RabbitMQ ---------------------------------------------------------
@@ -491,7 +516,7 @@ pub struct AmqpBus {
 #[derive(Clone)]
 struct Publisher {
     // Kept so that the channel's connection lives as long as it is used.
-    _connection: Arc<Connection>,
+    connection: Arc<Connection>,
     channel: Channel,
     generation: u64,
 }
@@ -527,7 +552,7 @@ impl AmqpBus {
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
         let publisher = Publisher {
-            _connection: Arc::new(connection),
+            connection: Arc::new(connection),
             channel,
             generation,
         };
@@ -655,6 +680,22 @@ impl Bus for AmqpBus {
 
     async fn ping(&self) -> Result<(), BusError> {
         self.publisher().await.map(|_| ())
+    }
+
+    async fn depth(&self, queue: &str) -> Result<Option<u64>, BusError> {
+        let publisher = self.publisher().await?;
+        // A passive declare, on a channel of its own: the broker closes the
+        // channel when the queue is not there.
+        let channel = publisher.connection.create_channel().await?;
+        let options = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let declared = channel
+            .queue_declare(ShortString::from(queue), options, FieldTable::default())
+            .await;
+        let _ = channel.close(200, ShortString::from("done")).await;
+        Ok(declared.ok().map(|q| u64::from(q.message_count())))
     }
 }
 

@@ -401,3 +401,34 @@ async fn a_broker_restart_while_publishing_loses_nothing_acknowledged() {
         lost.len()
     );
 }
+
+#[tokio::test]
+async fn a_durable_queue_tells_how_many_events_wait_in_it() {
+    for (label, bus) in both().await {
+        let queue = unique_name("test.depth.");
+        drop(bus.subscribe(&queue, &["depth.*"]).await.unwrap());
+        for i in 0..5 {
+            bus.publish(&Event::new("depth.counted", json!({ "i": i })))
+                .await
+                .unwrap();
+        }
+        // The broker counts what it has routed a moment later.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while bus.depth(&queue).await.unwrap() != Some(5) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{label}: depth {:?}",
+                bus.depth(&queue).await
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            bus.depth(&unique_name("test.no-such-queue."))
+                .await
+                .unwrap(),
+            None,
+            "{label}"
+        );
+        testing::delete_amqp_queues(&[&queue]).await;
+    }
+}
