@@ -48,6 +48,18 @@ impl TraceContext {
         }
     }
 
+    /// Records this trace's id on `span` (declared with empty `trace_id`
+    /// and `otel.name` fields). With spans exported, first names the span
+    /// `name()` and joins it to the exported trace ([`Self::export_as`]);
+    /// logs without an exporter carry no `otel.name`.
+    fn name_span(&mut self, span: &tracing::Span, name: impl FnOnce() -> String) {
+        if SPANS_EXPORTED.load(std::sync::atomic::Ordering::Relaxed) {
+            span.record("otel.name", name());
+            self.export_as(span);
+        }
+        span.record("trace_id", tracing::field::display(&self.trace_id));
+    }
+
     /// Makes `span` the caller's span's child in the exported trace, and
     /// takes the ids the exporter gave it (a new trace gets the exporter's
     /// trace id), so that logs, `traceparent` headers, events and exported
@@ -178,12 +190,7 @@ pub async fn request_context(
         trace_id = tracing::field::Empty,
         otel.name = tracing::field::Empty,
     );
-    if SPANS_EXPORTED.load(std::sync::atomic::Ordering::Relaxed) {
-        // The exported span's name; logs without an exporter stay as they were.
-        span.record("otel.name", format!("{method} {route}"));
-        trace.export_as(&span);
-    }
-    span.record("trace_id", tracing::field::display(&trace.trace_id));
+    trace.name_span(&span, || format!("{method} {route}"));
 
     // The next hop (the gateway's upstream) sees this span as its parent.
     let headers = request.headers_mut();
@@ -258,11 +265,7 @@ pub fn event_span(event: &buildstream_backend::Event) -> tracing::Span {
         trace_id = tracing::field::Empty,
         otel.name = tracing::field::Empty,
     );
-    if SPANS_EXPORTED.load(std::sync::atomic::Ordering::Relaxed) {
-        span.record("otel.name", format!("handle {}", event.kind));
-        trace.export_as(&span);
-    }
-    span.record("trace_id", tracing::field::display(&trace.trace_id));
+    trace.name_span(&span, || format!("handle {}", event.kind));
     span
 }
 
